@@ -135,7 +135,7 @@ class Isolation:
         if self.namespaces == "bwrap":
             namespaces = [_bwrap_path(), *(["--unshare-user"] if rootless else []),
                           "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                          "--unshare-cgroup-try", "--die-with-parent",
+                          "--unshare-cgroup-try", "--die-with-parent", "--as-pid-1",
                           *_visible_filesystem(program_path, workdir), "--"]
         elif self.namespaces == "unshare":
             namespaces = ["unshare", *(["--map-root-user"] if rootless else []), "--net",
