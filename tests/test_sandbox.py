@@ -253,8 +253,9 @@ AROUND_THE_GUARD = {
     "overwrite": f"fd = libc.open(victim, {O_WRONLY | O_TRUNC})\nlibc.write(fd, b'pwned', 5)",
     "create beside": f"libc.open(victim + b'.new', {O_WRONLY | O_CREAT}, 0o644)",
     "chmod": "libc.chmod(victim, 0o777)",
-    "through a symlink": (f"libc.symlink(victim, b'link')\nfd = libc.open(b'link', {O_WRONLY | O_TRUNC})"
-                          f"\nlibc.write(fd, b'pwned', 5)"),
+    "through a symlink": (f"libc.symlink(victim, b'link')\n"
+                          f"fd = libc.open(b'link', {O_WRONLY | O_TRUNC})\n"
+                          f"libc.write(fd, b'pwned', 5)"),
     "remount writable": (f"libc.mount(None, os.path.dirname(victim), None, {MS_REMOUNT | MS_BIND}, "
                          f"None)\nlibc.unlink(victim)"),
     "unmount": f"libc.umount2(os.path.dirname(victim), {MNT_DETACH})\nlibc.unlink(victim)",

