@@ -164,7 +164,7 @@ def _visible_filesystem(program_path: Path, workdir: Path) -> list[str]:
     arguments, mounted, made = [], [], set()
 
     def under_a_mount(path: str) -> bool:
-        return any(path.startswith(mount + os.sep) for mount in mounted)
+        return any(path == mount or path.startswith(mount + os.sep) for mount in mounted)
 
     for directory in SYSTEM_DIRECTORIES:
         if os.path.islink(directory):  # a merged /usr: /bin -> usr/bin
@@ -631,7 +631,9 @@ def evaluate_completions(problems: Mapping[str, Mapping], completions: Sequence[
     programs = [build_program(problems[row["task_id"]], row["completion"]) for row in completions]
     isolation = detect_isolation()  # probed once, before the threads start
     require_confinement(isolation, allow_unconfined)
-    if not isolation.confined:
+    if isolation.confined:
+        log.info("HumanEval sandbox: %s", isolation.summary)
+    else:
         log.warning("HumanEval programs run WITHOUT OS-level confinement (%s), as allowed by "
                     "allow_unconfined", isolation.summary)
     run = functools.partial(run_program, timeout_s=timeout_s, memory_mb=memory_mb,
