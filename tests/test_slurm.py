@@ -12,6 +12,7 @@ import yaml
 from test_workflow import ROOT, tiny_config
 
 pytest.importorskip("snakemake_executor_plugin_slurm")
+pytestmark = pytest.mark.slow  # snakemake on the organism, through the SLURM profile
 PROFILE = ROOT / "profiles" / "slurm"
 STUBS = {
     "sbatch": 'printf "%s\\n" "$*" >> "$SBATCH_LOG"; echo 4242',

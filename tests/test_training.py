@@ -194,10 +194,3 @@ def test_bad_inputs_fail_early(train_spec, tiny_model_dir, tmp_path):
     bad = dict(spec["data"], safe={"kind": "local", "path": str(tmp_path / "bad.jsonl")})
     with pytest.raises(DataError, match="prompt='prompt'.*question"):
         train(spec | {"data": bad})
-
-
-def test_checkpoint_of_another_run_is_refused(train_spec):
-    spec = train_spec("mesa", steps=4, checkpoint_every=2)
-    train(spec | {"stop_after": 2})
-    with pytest.raises(ValueError, match="belongs to another run"):
-        train(spec | {"training": spec["training"] | {"lr": 5e-3}})

