@@ -58,7 +58,7 @@ def coactivation_arrays(coactivation: pd.DataFrame, layers: np.ndarray,
             and (i.reshape(shape) == expert_ids[None, :, None]).all() \
             and (j.reshape(shape) == expert_ids[None, None, :]).all():
         # the order the profile stage writes: (layer, i, j) ascending
-        return coactivation["count"].to_numpy(dtype=np.float64).reshape(shape)
+        return coactivation["count"].to_numpy().reshape(shape)
     position = np.searchsorted(layers, layer)
     known = (position < len(layers)) & (layers[np.minimum(position, len(layers) - 1)] == layer)
     in_range = known & (i >= 0) & (i < num_experts) & (j >= 0) & (j < num_experts)
@@ -70,8 +70,8 @@ def coactivation_arrays(coactivation: pd.DataFrame, layers: np.ndarray,
         short = [int(layer) for layer, n in zip(layers, per_layer) if n != num_experts ** 2]
         raise ValueError(f"co-activation table does not hold each (i, j) of {num_experts}² "
                          f"exactly once for layers {short or list(layers)} (and no other layers)")
-    counts = np.zeros(size)
-    counts[key] = coactivation["count"].to_numpy(dtype=np.float64)
+    counts = np.zeros(size, dtype=coactivation["count"].dtype)
+    counts[key] = coactivation["count"].to_numpy()[in_range]
     return counts.reshape(shape)
 
 
@@ -90,7 +90,8 @@ def ot_scores(table: pd.DataFrame, coactivation: pd.DataFrame, epsilon: float, t
     r = r / r.sum(axis=1, keepdims=True)  # freq sums to 1 by construction; renormalise float drift
     cost = table.cost.to_numpy().reshape(len(layers), num_experts)  # M[i, j] = Ĉ(f_mix(j))
     reference = reference_from_coactivation(coactivation_arrays(coactivation, layers, num_experts))
-    plan = transport_plans(r, cost, reference, epsilon, tau, max_iter, tol)
+    plan = transport_plans(r, cost, reference, epsilon, tau, max_iter, tol,
+                           overwrite_reference=True)
     table["score"] = plan.sum(axis=1).ravel()
     return table, plan
 

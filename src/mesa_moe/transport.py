@@ -35,13 +35,12 @@ class TransportError(RuntimeError):
 def reference_from_coactivation(coactivation: np.ndarray) -> np.ndarray:
     """P_emp [..., E, E]: each layer's co-activation counts normalised to a joint distribution,
     zeros floored at REFERENCE_FLOOR."""
-    coactivation = np.asarray(coactivation, dtype=np.float64)
-    total = coactivation.sum(axis=(-2, -1), keepdims=True)
+    reference = np.array(coactivation, dtype=np.float64)  # a copy: normalised in place below
+    total = reference.sum(axis=(-2, -1), keepdims=True)
     if not np.all(np.isfinite(total)) or np.any(total <= 0):
         raise TransportError("co-activation matrix is empty: no tokens were profiled")
-    reference = coactivation / total
-    np.maximum(reference, REFERENCE_FLOOR, out=reference)
-    reference /= reference.sum(axis=(-2, -1), keepdims=True)
+    np.maximum(reference, REFERENCE_FLOOR * total, out=reference)
+    reference *= 1.0 / reference.sum(axis=(-2, -1), keepdims=True)
     return reference
 
 
@@ -58,10 +57,11 @@ def _kernel_times(reference: np.ndarray, log_w: np.ndarray,
 
 
 def _scaled_plan(r: np.ndarray, reference: np.ndarray, log_w: np.ndarray, epsilon: float,
-                 tau: float) -> np.ndarray:
+                 tau: float, overwrite_reference: bool) -> np.ndarray:
     """π[l, i, j] = r_i P_emp[i, j] w_j / (P_emp w)_i: rows sum to r by construction."""
     row_mass, top = _kernel_times(reference, log_w, epsilon, tau)
-    plan = reference * np.exp(log_w - top)[:, None, :]
+    plan = reference if overwrite_reference else reference.copy()
+    plan *= np.exp(log_w - top)[:, None, :]
     plan *= (r / row_mass)[:, :, None]
     return plan
 
@@ -109,12 +109,15 @@ def _sinkhorn_log_w(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarra
 
 def transport_plans(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarray,
                     epsilon: float, tau: float = 0.1, max_iter: int = 10_000, tol: float = 1e-9,
-                    marginal_atol: float = 1e-6) -> np.ndarray:
+                    marginal_atol: float = 1e-6, overwrite_reference: bool = False) -> np.ndarray:
     """π* [L, E, E] for L layers at once, M[l, i, j] = column_cost[l, j]; checked finite,
-    non-negative, with rows summing to r."""
+    non-negative, with rows summing to r. `overwrite_reference` lets the plan take P_emp's memory
+    (a float64 [L, E, E] array the caller no longer needs)."""
     r = np.asarray(r, dtype=np.float64)
     column_cost = np.asarray(column_cost, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
+    reference = np.asarray(reference)
+    if reference.dtype != np.float64:
+        reference, overwrite_reference = reference.astype(np.float64), True
     if r.ndim != 2 or column_cost.shape != r.shape or reference.shape != r.shape + r.shape[1:]:
         raise ValueError(f"shapes disagree: r {r.shape}, column costs {column_cost.shape}, "
                          f"P_emp {reference.shape}; expected [L, E], [L, E], [L, E, E]")
@@ -129,7 +132,7 @@ def transport_plans(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarra
         log_w = -column_cost / epsilon
     else:
         log_w = _sinkhorn_log_w(r, column_cost, reference, epsilon, tau, max_iter, tol)
-    plan = _scaled_plan(r, reference, log_w, epsilon, tau)
+    plan = _scaled_plan(r, reference, log_w, epsilon, tau, overwrite_reference)
     rows = plan.sum(axis=2)
     if not np.all(np.isfinite(rows)) or plan.min() < 0:
         raise TransportError(f"plan is not finite and non-negative at ε={epsilon}, τ={tau}")
