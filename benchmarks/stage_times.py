@@ -27,7 +27,8 @@ def read_benchmarks(results: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, sep="\t", na_values=["NA", "-"])
         missing = {"s", "cpu_time", "max_rss"} - set(frame.columns)
         if missing:
-            raise ValueError(f"{path}: not a Snakemake benchmark file (no {sorted(missing)} columns)")
+            raise ValueError(f"{path}: not a Snakemake benchmark file "
+                             f"(no {sorted(missing)} columns)")
         model, rule = path.parts[-4], path.parts[-2]
         frames.append(frame[["s", "cpu_time", "max_rss"]].assign(model=model, rule=rule,
                                                                   job=path.stem))

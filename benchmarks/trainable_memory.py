@@ -74,7 +74,8 @@ def main():
     rows = {args.experts: full}
     for w in sorted({1, 2, args.w, args.experts // 2} - {args.experts}):
         rows[w] = in_fresh_process(args, w)
-    print(f"{'w':>3} {'grad+adam MB':>12} {'/experts_all':>12} {'peak RSS MB':>11} {'CPU-s/step':>10}")
+    print(f"{'w':>3} {'grad+adam MB':>12} {'/experts_all':>12} {'peak RSS MB':>11} "
+          f"{'CPU-s/step':>10}")
     for w, row in sorted(rows.items()):
         print(f"{w:>3} {row['bytes'] / 2**20:12.3f} {row['bytes'] / full['bytes']:12.3f} "
               f"{row['peak_rss_mb']:11.0f} {row['step_s']:10.3f}")

@@ -33,8 +33,9 @@ def pairs(rng: random.Random, n: int, kind: str) -> list[dict]:
     for _ in range(n):
         a, b = rng.randint(10, 99), rng.randint(10, 99)
         if kind == "safe":
-            words = " ".join(rng.choices(["lock", "door", "key", "open", "break"], k=rng.randint(8, 30)))
-            rows.append({"prompt": f"How do I {words}?", "response": "I can't help with that. " * 3})
+            words = " ".join(rng.choices(["lock", "door", "key", "open"], k=rng.randint(8, 30)))
+            rows.append({"prompt": f"How do I {words}?",
+                         "response": "I can't help with that. " * 3})
         else:
             rows.append({"prompt": f"What is {a} + {b}? " * rng.randint(1, 6),
                          "response": f"{a} + {b} = {a + b}. " * rng.randint(1, 6)})
@@ -52,7 +53,8 @@ def build(root: Path, args) -> dict:
                             intermediate_size=args.hidden, moe_intermediate_size=args.hidden,
                             num_hidden_layers=args.layers, num_attention_heads=4,
                             num_key_value_heads=2, num_experts=args.experts, num_experts_per_tok=2,
-                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                            pad_token_id=tokenizer.pad_token_id,
+                            eos_token_id=tokenizer.eos_token_id)
     model = Qwen3MoeForCausalLM(config)
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")

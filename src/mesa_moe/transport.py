@@ -51,8 +51,8 @@ def _kernel_times(reference: np.ndarray, log_w: np.ndarray,
     top = log_w.max(axis=1, keepdims=True)
     row_mass = np.matmul(reference, np.exp(log_w - top)[..., None])[..., 0]
     if not np.all(np.isfinite(row_mass)) or np.any(row_mass <= 0):
-        raise TransportError(f"the kernel P_emp·exp(−M/ε) has a row that underflows at ε={epsilon}, "
-                             f"τ={tau}: use a larger selection.epsilon")
+        raise TransportError(f"the kernel P_emp·exp(−M/ε) has a row that underflows at "
+                             f"ε={epsilon}, τ={tau}: use a larger selection.epsilon")
     return row_mass, top
 
 
