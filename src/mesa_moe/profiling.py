@@ -67,8 +67,8 @@ class RoutingRecorder:
     def __init__(self, adapter: MoEAdapter):
         self.adapter = adapter
         self.counts: dict[int, LayerCounts] = {}
-        self._token_mask: torch.Tensor | None = None   # [B*S] bool
-        self._token_source: torch.Tensor | None = None  # [B*S] long
+        self._real_tokens: torch.Tensor | None = None  # [T] positions of real tokens in B*S
+        self._real_source: torch.Tensor | None = None  # [T] their source
         self._handles = []
 
     def __enter__(self) -> RoutingRecorder:
@@ -85,16 +85,17 @@ class RoutingRecorder:
 
     def set_batch(self, attention_mask: torch.Tensor, source: torch.Tensor) -> None:
         """attention_mask [B, S], source [B]: which tokens count, and for which source."""
-        self._token_mask = attention_mask.reshape(-1).bool()
-        self._token_source = source[:, None].expand_as(attention_mask).reshape(-1)
+        # Once per batch, not per layer: every router sees the same tokens.
+        self._real_tokens = attention_mask.reshape(-1).nonzero().squeeze(1)
+        self._real_source = source[:, None].expand_as(attention_mask).reshape(-1)[self._real_tokens]
 
     def _hook(self, layer_index: int):
         def record(module, inputs, outputs):
             router_logits, _, top_k_indices = outputs
-            mask = self._token_mask.to(router_logits.device)
-            probs = self.adapter.routing_probs(router_logits[mask])
-            self.counts[layer_index].add(top_k_indices[mask], probs,
-                                         self._token_source.to(router_logits.device)[mask])
+            real = self._real_tokens.to(router_logits.device)
+            probs = self.adapter.routing_probs(router_logits.index_select(0, real))
+            self.counts[layer_index].add(top_k_indices.index_select(0, real), probs,
+                                         self._real_source.to(router_logits.device))
         return record
 
 
