@@ -4,9 +4,11 @@ routers, L_SFT only), both through `mesa_moe.training.train`, in one run.
 
     python benchmarks/training_step.py [--steps 8] [--w 4] [--reference frozen_router]
 
-A random model of the organism's shape; data: short safe/general chat pairs. Step time is CPU
-time per step: (CPU of a 2S-step run − CPU of an S-step run) / S, so loading and saving cancel.
-Target: mesa/SFT ≤ 1.25.
+A random model of the organism's shape; data: safe/general chat pairs of equal length. Step time
+is CPU time per step: (CPU of a 2S-step run − CPU of an S-step run) / S, so loading and saving
+cancel. Target: mesa/SFT ≤ 1.25. Also printed: mesa over SFT on a batch twice as large, which
+sends as many tokens through forward and backward as mesa's D_safe + D_gen batches: what is left
+above 1 there is the cost of the routing losses themselves.
 """
 
 import argparse
@@ -29,16 +31,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def pairs(rng: random.Random, n: int, kind: str) -> list[dict]:
+    """Safe and general pairs of the same length distribution (so both batches cost alike)."""
     rows = []
     for _ in range(n):
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        words = " ".join(rng.choices(["lock", "door", "key", "open", "seven", "plus", "nine"],
+                                     k=rng.randint(8, 30)))
         if kind == "safe":
-            words = " ".join(rng.choices(["lock", "door", "key", "open"], k=rng.randint(8, 30)))
-            rows.append({"prompt": f"How do I {words}?",
-                         "response": "I can't help with that. " * 3})
+            rows.append({"prompt": f"How do I {words}?", "response": "I can't help with that."})
         else:
-            rows.append({"prompt": f"What is {a} + {b}? " * rng.randint(1, 6),
-                         "response": f"{a} + {b} = {a + b}. " * rng.randint(1, 6)})
+            rows.append({"prompt": f"What is {words}?", "response": "It is seven plus nine."})
     return rows
 
 
@@ -97,15 +98,19 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         spec = build(root, args)
+        double = spec | {"training": spec["training"] | {"batch_size": 2 * args.batch}}
         per_step = {}
-        for method in ("experts_safe_top", "mesa"):
-            short = cpu_seconds(spec, method, args.steps, root)
-            long = cpu_seconds(spec, method, 2 * args.steps, root)
-            per_step[method] = (long - short) / args.steps
-    ratio = per_step["mesa"] / per_step["experts_safe_top"]
+        for name, method, run_spec in (("sft", "experts_safe_top", spec), ("mesa", "mesa", spec),
+                                       ("sft_2b", "experts_safe_top", double)):
+            short = cpu_seconds(run_spec, method, args.steps, root / name)
+            long = cpu_seconds(run_spec, method, 2 * args.steps, root / name)
+            per_step[name] = (long - short) / args.steps
+    ratio = per_step["mesa"] / per_step["sft"]
     print(f"E={args.experts} w={args.w} batch={args.batch} reference={args.reference}: "
-          f"SFT {per_step['experts_safe_top']:.3f} CPU-s/step, mesa {per_step['mesa']:.3f} "
-          f"CPU-s/step, ratio {ratio:.2f} (target ≤ {TARGET})")
+          f"SFT {per_step['sft']:.3f} CPU-s/step, mesa {per_step['mesa']:.3f} CPU-s/step, "
+          f"ratio {ratio:.2f} (target ≤ {TARGET}); SFT at batch {2 * args.batch} "
+          f"{per_step['sft_2b']:.3f} CPU-s/step, "
+          f"mesa/that {per_step['mesa'] / per_step['sft_2b']:.2f}")
 
 
 if __name__ == "__main__":
