@@ -82,6 +82,9 @@ def pot_plan(r, cost, reference, epsilon, tau):
                                           (0.05, 10.0)])
 def test_batched_solver_matches_pot_per_layer(epsilon, tau):
     layers = [random_layer(seed, num_experts=20) for seed in range(5)]
+    r_0 = layers[0][0]
+    r_0[[2, 5]] = 0.0  # experts that carry no safety routing now
+    r_0 /= r_0.sum()
     r = np.stack([r for r, _, _ in layers])
     column_cost = np.stack([cost[0] for _, cost, _ in layers])
     reference = np.stack([reference for _, _, reference in layers])
