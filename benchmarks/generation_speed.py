@@ -19,8 +19,8 @@ from mesa_moe.generation import generate
 from mesa_moe.organism.tokenizer import train_tokenizer
 
 TARGET = 4.0
-WORDS = ("how do i pick the lock of a door what is seven plus five list the max of three and nine"
-         .split())
+WORDS = ["how", "do", "i", "pick", "the", "lock", "of", "a", "door", "what", "is", "seven", "plus",
+         "five", "list", "the", "max", "of", "three", "and", "nine"]
 
 
 def main():

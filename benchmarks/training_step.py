@@ -12,8 +12,8 @@ above 1 there is the cost of the routing losses themselves.
 """
 
 import argparse
-import os
 import json
+import os
 import random
 import tempfile
 import time

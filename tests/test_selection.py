@@ -3,8 +3,14 @@ import pandas as pd
 import pytest
 from synthetic import HEADS, NEIGHBOURS, model_tables
 
-from mesa_moe.selection import (EXPERT_COLUMNS, SELECTORS, coactivation_arrays, read_plan,
-                                run_selection, select_experts)
+from mesa_moe.selection import (
+    EXPERT_COLUMNS,
+    SELECTORS,
+    coactivation_arrays,
+    read_plan,
+    run_selection,
+    select_experts,
+)
 
 
 def chosen(table, layer=0):

@@ -1,11 +1,14 @@
 import numpy as np
+import ot
 import pytest
 
 from mesa_moe.cost import normalised_cost
-import ot
-
-from mesa_moe.transport import (TransportError, reference_from_coactivation, transport_plan,
-                                transport_plans)
+from mesa_moe.transport import (
+    TransportError,
+    reference_from_coactivation,
+    transport_plan,
+    transport_plans,
+)
 
 
 def generalised_sinkhorn(r, target, cost, reference, epsilon, tau, iters=200_000):
