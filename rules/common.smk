@@ -231,7 +231,7 @@ def benchmark_paths():
 
 
 def evaluation_settings():
-    keys = ("limit", "batch_size", "attack_m", "judge", "sandbox")
+    keys = ("limit", "batch_size", "backend", "attack_m", "judge", "sandbox")
     return {key: EVALUATION[key] for key in keys} | {
         "seed": config["seed"],
         "max_length": config["data"]["max_length"],

@@ -7,7 +7,7 @@ rule select:
         coactivation=rules.profile.output.coactivation,
     output:
         experts=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/experts.parquet",
-        plan=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/plan.parquet",
+        plan=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/plan.npz",
         figure=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/selection.png",
         cost_curve=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/cost_curve.png",
     log:

@@ -3,7 +3,14 @@ import pandas as pd
 import pytest
 from synthetic import HEADS, NEIGHBOURS, model_tables
 
-from mesa_moe.selection import EXPERT_COLUMNS, PLAN_COLUMNS, SELECTORS, select_experts
+from mesa_moe.selection import (
+    EXPERT_COLUMNS,
+    SELECTORS,
+    coactivation_arrays,
+    read_plan,
+    run_selection,
+    select_experts,
+)
 
 
 def chosen(table, layer=0):
@@ -35,16 +42,53 @@ def test_intermediate_epsilon_mixes_both(tables):
 
 def test_plan_and_scores(tables):
     experts, plan = select_experts(*tables, "ot", w=4, epsilon=0.05, tau=0.1)
-    assert list(experts.columns) == EXPERT_COLUMNS and list(plan.columns) == PLAN_COLUMNS
-    assert len(plan) == 3 * 16 * 16
-    for layer, rows in plan.groupby("layer"):
-        pi = rows.pivot(index="i", columns="j", values="pi").to_numpy()
+    assert list(experts.columns) == EXPERT_COLUMNS
+    assert plan.shape == (3, 16, 16)
+    for layer, pi in enumerate(plan):
         r = experts[experts.layer == layer].sort_values("expert").p_safe.to_numpy()
         np.testing.assert_allclose(pi.sum(axis=1), r / r.sum(), atol=1e-8)
         score = experts[experts.layer == layer].sort_values("expert").score.to_numpy()
         np.testing.assert_allclose(score, pi.sum(axis=0))
     assert experts.cost.between(0, 1, inclusive="right").all()
     assert experts.groupby("layer").cost.max().eq(1.0).all()
+
+
+def test_batched_selection_matches_one_layer_at_a_time(tables):
+    """Layers solved together give each layer the plan it gets alone."""
+    activations, coactivation = tables
+    _, together = select_experts(activations, coactivation, "ot", w=4, epsilon=0.05, tau=0.1)
+    for layer in (0, 2):
+        _, alone = select_experts(activations[activations.layer == layer],
+                                  coactivation[coactivation.layer == layer], "ot", w=4,
+                                  epsilon=0.05, tau=0.1)
+        np.testing.assert_allclose(together[layer], alone[0], rtol=1e-12, atol=1e-15)
+
+
+def test_coactivation_in_any_row_order(tables):
+    _, coactivation = tables
+    layers = np.array([0, 1, 2])
+    ordered = coactivation_arrays(coactivation, layers, 16)
+    shuffled = coactivation.sample(frac=1.0, random_state=0)
+    np.testing.assert_array_equal(coactivation_arrays(shuffled, layers, 16), ordered)
+    assert ordered[1, 0, 10] == 50
+    with pytest.raises(ValueError, match="exactly once"):
+        coactivation_arrays(pd.concat([shuffled, shuffled.head(1)]), layers, 16)
+
+
+def test_plan_file(tables, tmp_path):
+    experts = run_selection_from(tables, tmp_path)
+    layers, pi = read_plan(tmp_path / "plan.npz")
+    assert list(layers) == [0, 1, 2] and pi.shape == (3, 16, 16) and pi.dtype == np.float32
+    r = experts.sort_values(["layer", "expert"]).p_safe.to_numpy().reshape(3, 16)
+    np.testing.assert_allclose(pi.sum(axis=2), r, atol=1e-6)
+
+
+def run_selection_from(tables, out):
+    activations, coactivation = tables
+    activations.to_parquet(out / "activations.parquet")
+    coactivation.to_parquet(out / "coactivation.parquet")
+    return run_selection(out / "activations.parquet", out / "coactivation.parquet", "ot",
+                         {"w": 4, "epsilon": 0.05, "tau": 0.1}, out)
 
 
 def test_per_layer_scope_picks_w_in_every_layer(tables):
@@ -99,5 +143,5 @@ def test_selection_errors(tables):
         select_experts(*tables, "nope", w=2)
     with pytest.raises(ValueError, match="scope"):
         select_experts(*tables, "cost_min", w=2, scope="everywhere")
-    with pytest.raises(ValueError, match="co-activation"):
+    with pytest.raises(ValueError, match="co-activation table does not hold"):
         select_experts(tables[0], tables[1][tables[1].layer != 2], "ot", w=2, epsilon=0.1)

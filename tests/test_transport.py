@@ -1,9 +1,14 @@
 import numpy as np
+import ot
 import pytest
 
 from mesa_moe.cost import normalised_cost
-from mesa_moe.transport import (TransportError, closed_form_plan, reference_from_coactivation,
-                                transport_plan)
+from mesa_moe.transport import (
+    TransportError,
+    reference_from_coactivation,
+    transport_plan,
+    transport_plans,
+)
 
 
 def generalised_sinkhorn(r, target, cost, reference, epsilon, tau, iters=200_000):
@@ -64,9 +69,41 @@ def test_tau_zero_is_the_closed_form(seed):
 
 def test_closed_form_survives_tiny_epsilon():
     r, cost, reference = random_layer(0)
-    plan = closed_form_plan(r, cost, reference, 1e-4)
+    plan = transport_plan(r, cost, reference, 1e-4, tau=0.0)
     assert np.all(np.isfinite(plan))
     np.testing.assert_allclose(plan.sum(axis=1), r)
+
+
+def pot_plan(r, cost, reference, epsilon, tau):
+    target = np.full(len(r), 1 / len(r))
+    return ot.unbalanced.sinkhorn_unbalanced(r, target, cost, epsilon, (float("inf"), tau),
+                                             method="sinkhorn", reg_type="kl", c=reference,
+                                             numItermax=200_000, stopThr=1e-15)
+
+
+@pytest.mark.parametrize("epsilon, tau", [(0.05, 0.1), (0.2, 1.0), (1.0, 0.01), (0.02, 0.5),
+                                          (0.05, 10.0)])
+def test_batched_solver_matches_pot_per_layer(epsilon, tau):
+    layers = [random_layer(seed, num_experts=20) for seed in range(5)]
+    r_0 = layers[0][0]
+    r_0[[2, 5]] = 0.0  # experts that carry no safety routing now
+    r_0 /= r_0.sum()
+    r = np.stack([r for r, _, _ in layers])
+    column_cost = np.stack([cost[0] for _, cost, _ in layers])
+    reference = np.stack([reference for _, _, reference in layers])
+    plans = transport_plans(r, column_cost, reference, epsilon, tau, tol=1e-12)
+    for plan, (r_l, cost, reference_l) in zip(plans, layers):
+        expected = pot_plan(r_l, cost, reference_l, epsilon, tau)
+        np.testing.assert_allclose(plan, expected, rtol=1e-7, atol=1e-12)
+
+
+def test_small_epsilon_is_solved_in_the_log_domain():
+    """POT's scaling iterations underflow here (exp(-1/1e-3)); the column-factor form does not."""
+    r, cost, reference = random_layer(3)
+    plan = transport_plan(r, cost, reference, 1e-3, 0.1, tol=1e-12)
+    target = np.full(len(r), 1 / len(r))
+    np.testing.assert_allclose(plan, generalised_sinkhorn(r, target, cost, reference, 1e-3, 0.1),
+                               atol=1e-9)
 
 
 def test_tau_pulls_target_marginal_towards_uniform():
@@ -85,8 +122,17 @@ def test_non_convergence_is_an_error():
 
 def test_underflow_is_an_error_not_a_zero_plan():
     r, cost, reference = random_layer(3)
-    with pytest.raises(TransportError):
-        transport_plan(r, cost, reference, 1e-4, 0.1)
+    reference[2] = 0.0  # a row of the kernel with no mass where r needs some
+    for tau in (0.0, 0.1):
+        with pytest.raises(TransportError, match="underflows"):
+            transport_plan(r, cost, reference / reference.sum(), 0.1, tau)
+
+
+def test_cost_must_depend_on_the_receiving_expert_only():
+    r, cost, reference = random_layer(0)
+    cost[0, 0] += 0.5
+    with pytest.raises(ValueError, match="receiving expert"):
+        transport_plan(r, cost, reference, 0.1, 0.1)
 
 
 def test_bad_marginal_is_rejected():

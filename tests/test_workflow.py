@@ -13,7 +13,7 @@ import yaml
 
 from mesa_moe.organism import TINY
 from mesa_moe.profiling import ACTIVATION_COLUMNS, COACTIVATION_COLUMNS
-from mesa_moe.selection import EXPERT_COLUMNS, PLAN_COLUMNS
+from mesa_moe.selection import EXPERT_COLUMNS, read_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
@@ -105,9 +105,9 @@ def test_selection_outputs(run):
     experts = pd.read_parquet(ot / "experts.parquet")
     assert list(experts.columns) == EXPERT_COLUMNS
     assert experts.groupby("layer").selected.sum().eq(2).all()
-    plan = pd.read_parquet(ot / "plan.parquet")
-    assert list(plan.columns) == PLAN_COLUMNS
-    row_sums = plan.groupby(["layer", "i"]).pi.sum().to_numpy()
+    layers, pi = read_plan(ot / "plan.npz")
+    assert list(layers) == sorted(experts.layer.unique())
+    row_sums = pi.sum(axis=2).ravel()
     np.testing.assert_allclose(row_sums, experts.sort_values(["layer", "expert"]).p_safe, atol=1e-6)
     for figure in ("selection.png", "cost_curve.png"):
         assert (ot / figure).read_bytes()[:4] == b"\x89PNG"

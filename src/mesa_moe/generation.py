@@ -4,11 +4,17 @@ Prompts are sorted by length before batching (less padding), left-padded (so eve
 column is its generation prompt) and decoded greedily until the tokenizer's eos (<|im_end|> for
 ChatML models) or `max_new_tokens`. Greedy decoding with an attention mask gives each prompt the
 same answer whatever batch it lands in (checked in tests/test_organism.py).
+
+`evaluation.backend: vllm` hands the unattacked benchmark prompts of a real model to vLLM
+instead (an optional dependency, imported only when chosen): greedy, the same chat template, the
+model folder loaded by vLLM itself. Expert masking (the routing attack) hooks the HF model, so
+attacked prompts always decode with `generate`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -44,3 +50,37 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int,
     finally:
         model.train(was_training)
     return answers
+
+
+BACKENDS = ("hf", "vllm")
+Generator = Callable[[Sequence[str], int], list[str]]
+
+
+def make_generator(backend: str, model, tokenizer, model_dir: str | Path,
+                   batch_size: int) -> Generator:
+    """prompts, max_new_tokens → answers, decoded by `backend` (hf: `generate` on `model`)."""
+    if backend == "hf":
+        return lambda prompts, max_new_tokens: generate(model, tokenizer, prompts, max_new_tokens,
+                                                        batch_size)
+    if backend == "vllm":
+        return vllm_generator(model_dir)
+    raise ValueError(f"evaluation.backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def vllm_generator(model_dir: str | Path) -> Generator:
+    """Greedy chat decoding with vLLM on the saved model folder (vLLM batches by itself)."""
+    try:
+        import vllm
+    except ImportError as error:
+        raise ImportError("evaluation.backend: vllm needs the vllm package, which is not installed "
+                          "(pip install vllm, on a CUDA machine); or set evaluation.backend: hf"
+                          ) from error
+    engine = vllm.LLM(model=str(model_dir), seed=0)
+
+    def answer(prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        outputs = engine.chat([[{"role": "user", "content": p}] for p in prompts], params,
+                              use_tqdm=False)
+        return [output.outputs[0].text.strip() for output in outputs]
+
+    return answer

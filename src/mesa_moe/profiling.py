@@ -1,8 +1,8 @@
 """Activation profiling (METHOD §1): how often safe / gen / mix tokens route to each expert.
 
 Forward hooks on every router collect, per batch, the top-k indices and the routing distribution
-of the real (non-pad) tokens; counts are accumulated on the model's device with bincount and a
-multi-hot matmul, never per token in Python.
+of the real (non-pad) tokens; counts are accumulated on the model's device with bincounts, never per
+token in Python.
 """
 
 from __future__ import annotations
@@ -46,15 +46,19 @@ class LayerCounts:
         self.coactivation = torch.zeros(e, e, dtype=torch.float64, device=self.device)
 
     def add(self, top_k_indices: torch.Tensor, probs: torch.Tensor, source: torch.Tensor) -> None:
-        """top_k_indices [T, k], probs [T, E], source [T] in {0, 1}, real tokens only."""
-        multi_hot = torch.zeros(top_k_indices.shape[0], self.num_experts, dtype=torch.float64,
-                                device=top_k_indices.device)
-        multi_hot.scatter_(1, top_k_indices, 1.0)
-        src = torch.nn.functional.one_hot(source, 2).to(torch.float64)   # [T, 2]
-        self.count += src.T @ multi_hot
+        """top_k_indices [T, k], probs [T, E], source [T] in {0, 1}, real tokens only.
+
+        Counts are bincounts of (source, expert) and (i, j) slot ids: O(T·k²) work, where a
+        multi-hot matmul would be O(T·E²)."""
+        e = self.num_experts
+        experts = top_k_indices.long()
+        source_slots = experts + (source.long() * e)[:, None]                  # [T, k] in [0, 2E)
+        self.count += torch.bincount(source_slots.reshape(-1), minlength=2 * e).view(2, e)
+        src = torch.nn.functional.one_hot(source.long(), 2).to(torch.float64)   # [T, 2]
         self.prob_sum += src.T @ probs.to(torch.float64)
-        self.tokens += src.sum(0)
-        self.coactivation += multi_hot.T @ multi_hot
+        self.tokens += torch.bincount(source.long(), minlength=2)
+        pairs = (experts[:, :, None] * e + experts[:, None, :]).reshape(-1)    # [T·k²]
+        self.coactivation += torch.bincount(pairs, minlength=e * e).view(e, e)
 
 
 class RoutingRecorder:
@@ -63,8 +67,8 @@ class RoutingRecorder:
     def __init__(self, adapter: MoEAdapter):
         self.adapter = adapter
         self.counts: dict[int, LayerCounts] = {}
-        self._token_mask: torch.Tensor | None = None   # [B*S] bool
-        self._token_source: torch.Tensor | None = None  # [B*S] long
+        self._real_tokens: torch.Tensor | None = None  # [T] positions of real tokens in B*S
+        self._real_source: torch.Tensor | None = None  # [T] their source
         self._handles = []
 
     def __enter__(self) -> RoutingRecorder:
@@ -81,16 +85,17 @@ class RoutingRecorder:
 
     def set_batch(self, attention_mask: torch.Tensor, source: torch.Tensor) -> None:
         """attention_mask [B, S], source [B]: which tokens count, and for which source."""
-        self._token_mask = attention_mask.reshape(-1).bool()
-        self._token_source = source[:, None].expand_as(attention_mask).reshape(-1)
+        # Once per batch, not per layer: every router sees the same tokens.
+        self._real_tokens = attention_mask.reshape(-1).nonzero().squeeze(1)
+        self._real_source = source[:, None].expand_as(attention_mask).reshape(-1)[self._real_tokens]
 
     def _hook(self, layer_index: int):
         def record(module, inputs, outputs):
             router_logits, _, top_k_indices = outputs
-            mask = self._token_mask.to(router_logits.device)
-            probs = self.adapter.routing_probs(router_logits[mask])
-            self.counts[layer_index].add(top_k_indices[mask], probs,
-                                         self._token_source.to(router_logits.device)[mask])
+            real = self._real_tokens.to(router_logits.device)
+            probs = self.adapter.routing_probs(router_logits.index_select(0, real))
+            self.counts[layer_index].add(top_k_indices.index_select(0, real), probs,
+                                         self._real_source.to(router_logits.device))
         return record
 
 

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .artifacts import write_parquet, write_provenance
-from .cost import normalised_cost
+from .artifacts import atomic_path, write_parquet, write_provenance
+from .cost import beta_rational_cost
 from .reporting import plot_cost_curve, plot_selection
-from .transport import reference_from_coactivation, transport_plan
+from .transport import reference_from_coactivation, transport_plans
 
 log = logging.getLogger(__name__)
 EXPERT_COLUMNS = ["layer", "expert", "f_mix", "cost", "p_safe", "score", "selected"]
-PLAN_COLUMNS = ["layer", "i", "j", "pi"]
 SELECTORS = ("ot", "cost_min", "cost_mid", "safe_top", "esft", "all", "random")
 SCOPES = ("per_layer", "global")
 
@@ -37,40 +36,64 @@ def expert_table(activations: pd.DataFrame, alpha_shift: float) -> pd.DataFrame:
     if mix.empty or safe.empty or not mix.index.equals(safe.index):
         raise ValueError("activation table needs matching 'mix' and 'safe' rows for every expert")
     table = pd.DataFrame({"f_mix": mix.f, "p_safe": safe.freq}).reset_index()
-    table["cost"] = table.groupby("layer").f_mix.transform(
-        lambda f: normalised_cost(f.to_numpy(), alpha_shift))
+    cost = beta_rational_cost(table.f_mix.to_numpy(), alpha_shift)
+    table["cost"] = cost / pd.Series(cost).groupby(table.layer.to_numpy()).transform("max")
     table["score"] = np.nan
     table["selected"] = False
     return table
 
 
-def coactivation_matrix(coactivation: pd.DataFrame, layer: int, num_experts: int) -> np.ndarray:
-    rows = coactivation[coactivation.layer == layer]
-    if len(rows) != num_experts * num_experts:
-        raise ValueError(f"co-activation table has {len(rows)} entries for layer {layer}, "
-                         f"expected {num_experts}²")
-    matrix = np.zeros((num_experts, num_experts))
-    matrix[rows.i.to_numpy(), rows.j.to_numpy()] = rows["count"].to_numpy()
-    return matrix
+def coactivation_arrays(coactivation: pd.DataFrame, layers: np.ndarray,
+                        num_experts: int) -> np.ndarray:
+    """The co-activation table as counts [L, E, E], layers in the order of `layers`; every
+    (layer, i, j) must appear exactly once."""
+    missing = {"layer", "i", "j", "count"} - set(coactivation.columns)
+    if missing:
+        raise ValueError(f"co-activation table lacks columns {sorted(missing)}")
+    shape = (len(layers), num_experts, num_experts)
+    size = int(np.prod(shape))
+    layer, i, j = (coactivation[column].to_numpy() for column in ("layer", "i", "j"))
+    expert_ids = np.arange(num_experts)
+    if len(coactivation) == size and (layer.reshape(len(layers), -1) == layers[:, None]).all() \
+            and (i.reshape(shape) == expert_ids[None, :, None]).all() \
+            and (j.reshape(shape) == expert_ids[None, None, :]).all():
+        # the order the profile stage writes: (layer, i, j) ascending
+        return coactivation["count"].to_numpy().reshape(shape)
+    position = np.searchsorted(layers, layer)
+    known = (position < len(layers)) & (layers[np.minimum(position, len(layers) - 1)] == layer)
+    in_range = known & (i >= 0) & (i < num_experts) & (j >= 0) & (j < num_experts)
+    key = ((position * num_experts + i) * num_experts + j)[in_range]
+    seen = np.zeros(size, dtype=bool)
+    seen[key] = True
+    if not in_range.all() or len(key) != size or not seen.all():
+        per_layer = np.bincount(position[in_range], minlength=len(layers))
+        short = [int(layer) for layer, n in zip(layers, per_layer) if n != num_experts ** 2]
+        raise ValueError(f"co-activation table does not hold each (i, j) of {num_experts}² "
+                         f"exactly once for layers {short or list(layers)} (and no other layers)")
+    counts = np.zeros(size, dtype=coactivation["count"].dtype)
+    counts[key] = coactivation["count"].to_numpy()[in_range]
+    return counts.reshape(shape)
 
 
 def ot_scores(table: pd.DataFrame, coactivation: pd.DataFrame, epsilon: float, tau: float,
-              max_iter: int, tol: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """score(j) = Σ_i π*[i, j] per layer, and the plans in long form."""
-    table = table.copy()
-    plans = []
-    for layer, rows in table.groupby("layer", sort=True):
-        rows = rows.sort_values("expert")
-        n = len(rows)
-        r = rows.p_safe.to_numpy()
-        r = r / r.sum()  # freq sums to 1 by construction; renormalise away float drift
-        cost = np.tile(rows.cost.to_numpy(), (n, 1))  # M[i, j] = Ĉ(f_mix(j)) [E, E]
-        reference = reference_from_coactivation(coactivation_matrix(coactivation, layer, n))
-        plan = transport_plan(r, cost, reference, epsilon, tau, max_iter, tol)
-        table.loc[rows.index, "score"] = plan.sum(axis=0)
-        i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        plans.append(pd.DataFrame({"layer": layer, "i": i.ravel(), "j": j.ravel(), "pi": plan.ravel()}))
-    return table, pd.concat(plans, ignore_index=True)[PLAN_COLUMNS]
+              max_iter: int, tol: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """score(j) = Σ_i π*[i, j] per layer, and the plans [L, E, E] (layers in ascending order).
+
+    All layers are solved together; every layer must have the same number of experts."""
+    table = table.sort_values(["layer", "expert"], ignore_index=True)
+    layers = np.unique(table.layer.to_numpy())
+    num_experts = len(table) // len(layers)
+    if len(table) != len(layers) * num_experts or not np.array_equal(
+            table.expert.to_numpy(), np.tile(np.arange(num_experts), len(layers))):
+        raise ValueError("every MoE layer needs experts 0..E-1 with the same E for OT selection")
+    r = table.p_safe.to_numpy().reshape(len(layers), num_experts)
+    r = r / r.sum(axis=1, keepdims=True)  # freq sums to 1 by construction; renormalise float drift
+    cost = table.cost.to_numpy().reshape(len(layers), num_experts)  # M[i, j] = Ĉ(f_mix(j))
+    reference = reference_from_coactivation(coactivation_arrays(coactivation, layers, num_experts))
+    plan = transport_plans(r, cost, reference, epsilon, tau, max_iter, tol,
+                           overwrite_reference=True)
+    table["score"] = plan.sum(axis=1).ravel()
+    return table, plan
 
 
 def pick_top(table: pd.DataFrame, key: pd.Series, w: int, scope: str) -> pd.Series:
@@ -136,9 +159,24 @@ def esft_mask(table: pd.DataFrame, top_p: float) -> np.ndarray:
     return mask
 
 
+def write_plan(layers: np.ndarray, plan: np.ndarray, path: str | Path) -> None:
+    """plan.npz: `layer` [L] (model layer indices) and `pi` [L, E, E] (float32, π*[l, i, j]).
+
+    L·E² numbers are the plan's size (DeepSeek-V3, 58 × 256: 15 MB); a long-form table would
+    triple it and take longer to write than the solve."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, layer=np.asarray(layers, dtype=np.int64), pi=plan.astype(np.float32))
+
+
+def read_plan(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(layer [L], pi [L, E, E]) as written by write_plan."""
+    with np.load(path) as data:
+        return data["layer"], data["pi"]
+
+
 def run_selection(activations_path: str, coactivation_path: str, selector: str, params: dict,
                   out_dir: str) -> pd.DataFrame:
-    """The `select` stage for one selector and setting: experts.parquet (+ plan.parquet), figures,
+    """The `select` stage for one selector and setting: experts.parquet (+ plan.npz), figures,
     provenance. `params` holds select_experts' keyword arguments."""
     activations = pd.read_parquet(activations_path)
     coactivation = pd.read_parquet(coactivation_path)
@@ -150,7 +188,7 @@ def run_selection(activations_path: str, coactivation_path: str, selector: str, 
     plot_selection(activations, experts, title, out / "selection.png")
     plot_cost_curve(experts, params.get("alpha_shift", 1.0), title, out / "cost_curve.png")
     if plan is not None:
-        write_parquet(plan, out / "plan.parquet")
+        write_plan(np.unique(experts.layer.to_numpy()), plan, out / "plan.npz")
     write_provenance(out, "select", {"selector": selector, **params}, params.get("seed"))
     write_parquet(experts, out / "experts.parquet")  # last: its presence means the run is complete
     return experts

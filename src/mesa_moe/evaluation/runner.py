@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..adapters import adapter_for, load_model
 from ..artifacts import read_jsonl, write_json, write_jsonl, write_parquet
-from ..generation import generate
+from ..generation import generate, make_generator
 from ..profiling import activation_table, profile_routing
 from .attacks import masked_experts, safety_sparsity, top_safety_experts
 from .benchmarks import Benchmark, get_benchmark, load_benchmark
@@ -75,11 +75,14 @@ def evaluate_model(model_dir: str, benchmarks: list[str], paths: dict[str, str],
                    stat_path: str, out_dir: str) -> dict:
     """Every benchmark on one model; metrics.json, generations/, activations and sparsity tables.
 
-    settings: limit, batch_size, seed, max_length, attack_m, judge {...}, sandbox {...}.
+    settings: limit, batch_size, seed, max_length, attack_m, judge {...}, sandbox {...}, backend
+    (hf | vllm; the routing attack always decodes with hf).
     """
     out = Path(out_dir)
     judge = make_judge(settings["judge"])  # a classifier judge loads before any generation
     model, tokenizer = load_model(model_dir)
+    answer = make_generator(settings.get("backend", "hf"), model, tokenizer, model_dir,
+                            settings["batch_size"])
     adapter = adapter_for(model)
     counts = profile_routing(model, tokenizer, adapter, read_jsonl(stat_path), settings["batch_size"],
                              settings["max_length"])
@@ -93,9 +96,13 @@ def evaluate_model(model_dir: str, benchmarks: list[str], paths: dict[str, str],
         records = load_benchmark(name, paths.get(name), settings["limit"], settings["seed"])
         rows = []
         for m in settings["attack_m"] if benchmark.attack == "routing" else [0]:
-            with masked_experts(adapter, top_safety_experts(activations, m) if m else {}):
-                responses = generate(model, tokenizer, [r["message"] for r in records],
-                                     benchmark.max_new_tokens, settings["batch_size"])
+            prompts = [r["message"] for r in records]
+            if m == 0:
+                responses = answer(prompts, benchmark.max_new_tokens)
+            else:
+                with masked_experts(adapter, top_safety_experts(activations, m)):
+                    responses = generate(model, tokenizer, prompts, benchmark.max_new_tokens,
+                                         settings["batch_size"])
             rows += [dict(record, response=response, attack_m=m)
                      for record, response in zip(records, responses)]
         scores = score_generations(benchmark, rows, judge, settings["sandbox"])
