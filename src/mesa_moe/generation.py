@@ -17,14 +17,15 @@ from mesa_moe.data import chat_ids, collate
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int,
-             batch_size: int) -> list[str]:
+             batch_size: int, chat_template_kwargs: dict | None = None) -> list[str]:
     """The model's greedy answer to each user prompt, in the order of `prompts`."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos token; generation could not stop")
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size={batch_size} and max_new_tokens={max_new_tokens} must be ≥ 1")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    encoded = [{"input_ids": chat_ids(tokenizer, prompt)[0]} for prompt in prompts]
+    encoded = [{"input_ids": chat_ids(tokenizer, prompt, None, chat_template_kwargs)[0]}
+               for prompt in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]["input_ids"]))
     answers: list[str] = [""] * len(prompts)
     was_training = model.training
