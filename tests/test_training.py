@@ -201,3 +201,61 @@ def test_checkpoint_of_another_run_is_refused(train_spec):
     train(spec | {"stop_after": 2})
     with pytest.raises(ValueError, match="belongs to another run"):
         train(spec | {"training": spec["training"] | {"lr": 5e-3}})
+
+
+def test_bf16_model_trains_every_selected_slice_and_router_at_small_lr(train_spec, tiny_model_dir):
+    """bfloat16 weights of scale 0.02 barely move under lr 1e-5 AdamW steps; float32 masters do."""
+    spec = train_spec("mesa", steps=20, lr=1e-5, weight_decay=0.0, checkpoint_every=20)
+    spec["model"] = spec["model"] | {"dtype": "bfloat16"}
+    train(spec)
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir / "model", dtype=torch.bfloat16)
+    after = AutoModelForCausalLM.from_pretrained(Path(spec["out_dir"]) / "model")
+    assert after.dtype == torch.bfloat16  # saved in the model's own dtype
+    moved = changed = 0
+    for (name, old), new in zip(before.named_parameters(), after.parameters()):
+        layer = int(name.split(".")[2]) if name.startswith("model.layers.") else None
+        if name.endswith("mlp.gate.weight"):
+            assert not torch.equal(old, new), f"router {name} did not train"
+        elif ".mlp.experts." in name:
+            for expert in range(old.shape[0]):
+                if expert in SELECTED[layer]:
+                    assert not torch.equal(old[expert], new[expert]), f"{name}[{expert}] did not train"
+                    moved += int((old[expert] != new[expert]).sum())
+                    changed += old[expert].numel()
+                else:
+                    assert torch.equal(old[expert], new[expert]), f"{name}[{expert}] moved"
+        else:
+            assert torch.equal(old, new), f"{name} changed"
+    assert moved / changed > 0.5  # 86 % here; bfloat16 weights under bfloat16 AdamW: ~15 %
+
+
+def test_trainable_tensors_are_float32_masters_of_a_bf16_model(tiny_model_dir):
+    model, _ = load_model(str(tiny_model_dir / "model"), dtype="bfloat16")
+    adapter = adapter_for(model)
+    parameters = make_trainable(adapter, SELECTED, train_routers=True)
+    assert parameters and all(p.dtype == torch.float32 for p in parameters)
+    frozen = {name: p.clone() for name, p in model.named_parameters() if not p.requires_grad}
+    assert all(p.dtype == torch.bfloat16 for p in frozen.values())
+    start = [p.detach().clone() for p in parameters]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-5, weight_decay=0.0)
+    input_ids = torch.randint(0, 200, (4, 16), generator=torch.Generator().manual_seed(0))
+    for _ in range(20):
+        model(input_ids=input_ids, labels=input_ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for p, p0 in zip(parameters, start):  # every weight of every trainable tensor moved
+        assert (p != p0).all(), tuple(p.shape)
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
+
+
+def test_experts_all_trains_the_fused_tensors_in_place(tiny_model_dir):
+    model, _ = load_model(str(tiny_model_dir / "model"))
+    adapter = adapter_for(model)
+    fused = {id(p) for layer in adapter.layers for p in layer.experts.parameters()}
+    everything = {layer: list(range(adapter.num_experts)) for layer in adapter.layer_indices}
+    parameters = make_trainable(adapter, everything, train_routers=True)
+    routers = {id(layer.router.weight) for layer in adapter.layers}
+    assert {id(p) for p in parameters} == fused | routers  # no copy of any expert
+    assert all(type(layer.block.experts) is type(layer.experts) for layer in adapter.layers)
