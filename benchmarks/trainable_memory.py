@@ -1,10 +1,13 @@
 """Gradient + AdamW memory and step time of selected-expert training, as ratios to training all E
-experts, measured in one run on the organism's default shape (random weights).
+experts, measured in one run on the organism's default shape (random weights); and the bytes of
+`experts_all` (every expert selected) against plain fused training (requires_grad on the fused
+tensors, no project code).
 
     python benchmarks/trainable_memory.py [--experts 16] [--hidden 128] [--layers 4] [--steps 5]
 
 Target: gradient and optimiser bytes grow with w (≈ w/E of the all-experts figure, plus the
-routers), while the step time stays within a small factor of the all-experts step.
+routers), while the step time stays within a small factor of the all-experts step; experts_all
+holds at most 1.05× the parameter + gradient + optimiser bytes of plain fused training.
 """
 
 import argparse
@@ -18,28 +21,52 @@ from mesa_moe.trainable import make_trainable
 from mesa_moe.training import optimizer_state_bytes
 
 
-def measure(args, w: int) -> dict:
+def tiny_model(args) -> Qwen3MoeForCausalLM:
     torch.manual_seed(0)
     config = Qwen3MoeConfig(vocab_size=1000, hidden_size=args.hidden, intermediate_size=args.hidden,
                             moe_intermediate_size=args.hidden, num_hidden_layers=args.layers,
                             num_attention_heads=4, num_key_value_heads=2, num_experts=args.experts,
                             num_experts_per_tok=2, experts_implementation="grouped_mm")
-    model = Qwen3MoeForCausalLM(config)
-    adapter = adapter_for(model)
-    chosen = {layer: list(range(w)) for layer in adapter.layer_indices}
-    parameters = make_trainable(adapter, chosen, train_routers=True)
+    return Qwen3MoeForCausalLM(config)
+
+
+def run_steps(model, parameters: list, steps: int) -> dict:
+    """AdamW steps on random tokens; bytes of parameters (all, unique), gradients, AdamW state."""
     optimizer = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=0.01)
-    input_ids = torch.randint(0, 1000, (16, 64))
+    input_ids = torch.randint(0, 1000, (16, 64), generator=torch.Generator().manual_seed(0))
     times = []
-    for _ in range(args.steps):
+    for _ in range(steps):
         start = time.perf_counter()
         model(input_ids=input_ids, labels=input_ids).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
         times.append(time.perf_counter() - start)
-    grads = sum(p.grad.numel() * p.grad.element_size() for p in parameters if p.grad is not None)
-    return {"w": w, "grad_bytes": grads, "adam_bytes": optimizer_state_bytes(optimizer),
+    return {"param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+            "grad_bytes": sum(p.grad.numel() * p.grad.element_size()
+                              for p in parameters if p.grad is not None),
+            "adam_bytes": optimizer_state_bytes(optimizer),
             "step_s": sorted(times)[len(times) // 2]}
+
+
+def measure(args, w: int) -> dict:
+    """make_trainable with the first w experts of every MoE layer and the routers."""
+    model = tiny_model(args)
+    adapter = adapter_for(model)
+    chosen = {layer: list(range(w)) for layer in adapter.layer_indices}
+    return {"w": w} | run_steps(model, make_trainable(adapter, chosen, train_routers=True), args.steps)
+
+
+def plain_fused(args) -> dict:
+    """Every expert and router trained the plain way: requires_grad on the fused tensors."""
+    model = tiny_model(args)
+    model.requires_grad_(False)
+    for layer in model.model.layers:
+        layer.mlp.requires_grad_(True)  # the fused experts and the router
+    return run_steps(model, [p for p in model.parameters() if p.requires_grad], args.steps)
+
+
+def total_bytes(row: dict) -> int:
+    return row["param_bytes"] + row["grad_bytes"] + row["adam_bytes"]
 
 
 def main():
@@ -57,6 +84,10 @@ def main():
         print(f"{w:>3} {row['grad_bytes'] / 2**20:8.2f} {row['adam_bytes'] / 2**20:8.2f} "
               f"{row['grad_bytes'] / full['grad_bytes']:8.3f} {row['adam_bytes'] / full['adam_bytes']:8.3f} "
               f"{row['step_s'] / full['step_s']:8.2f}")
+    plain = plain_fused(args)
+    print(f"experts_all / plain fused training: parameter + gradient + AdamW bytes "
+          f"{total_bytes(full) / total_bytes(plain):.3f} ({total_bytes(full) / 2**20:.2f} MB vs "
+          f"{total_bytes(plain) / 2**20:.2f} MB), step time {full['step_s'] / plain['step_s']:.2f}")
 
 
 if __name__ == "__main__":

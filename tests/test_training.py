@@ -259,3 +259,17 @@ def test_experts_all_trains_the_fused_tensors_in_place(tiny_model_dir):
     routers = {id(layer.router.weight) for layer in adapter.layers}
     assert {id(p) for p in parameters} == fused | routers  # no copy of any expert
     assert all(type(layer.block.experts) is type(layer.experts) for layer in adapter.layers)
+
+
+def test_experts_all_bytes_match_plain_fused_training():
+    import importlib.util
+    from types import SimpleNamespace
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "trainable_memory.py"
+    spec = importlib.util.spec_from_file_location("trainable_memory", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    shape = SimpleNamespace(experts=8, hidden=64, layers=2, steps=1)
+    ratio = benchmark.total_bytes(benchmark.measure(shape, 8)) / \
+        benchmark.total_bytes(benchmark.plain_fused(shape))
+    assert ratio <= 1.05
