@@ -212,3 +212,46 @@ def test_family_through_profile_select_train_evaluate(family_dir, tiny_model_dir
     assert metrics["organism_arith"]["n"] == 3
     sparsity = pd.read_parquet(tmp_path / "eval" / "sparsity.parquet")
     assert set(sparsity.layer) == set(adapter.layer_indices)
+
+
+def test_a_local_family_model_through_snakemake_in_bfloat16(tiny_model_dir, tmp_path):
+    """DeepSeek-V3 (sigmoid routers, correction bias, groups, dense first layer, shared experts)
+    from a local folder, in bfloat16, through the workflow: profile → select → train → evaluate
+    → summary, with local data and benchmark files."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir / "model")
+    model_dir = build_family("deepseek_v3", tokenizer, tmp_path / "v3")
+    paths = benchmark_files(tmp_path)
+    config = {
+        "model": {"name": "v3", "source": str(model_dir), "dtype": "bfloat16",
+                  "chat_template_kwargs": {"enable_thinking": False}},
+        "data": {"safe": {"kind": "local", "path": str(tiny_model_dir / "d_safe.jsonl")},
+                 "gen": {"kind": "local", "path": str(tiny_model_dir / "d_gen.jsonl")},
+                 "stat": {"size": 16}, "max_length": 48},
+        "profile": {"batch_size": 8},
+        "selection": {"w": [2], "epsilon": [0.05], "selectors": ["safe_top"]},
+        "training": {"methods": ["mesa", "experts_all"], "steps": 2, "batch_size": 4,
+                     "checkpoint_every": 2, "log_every": 1, "warmup": 1, "lr": 1.0e-5},
+        "evaluation": {"benchmarks": list(paths), "paths": paths, "limit": 2, "batch_size": 4,
+                       "attack_m": [0, 1]},
+    }
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                             "--directory", str(tmp_path), "--cores", "2"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = tmp_path / "results" / "v3"
+    table = pd.read_parquet(results / "summary.parquet")
+    assert set(table.method) == {"base", "mesa", "experts_all"}
+    for run in ("base/default", "mesa/w~2_eps~0.05_gamma~1.0", "experts_all/default"):
+        provenance = json.loads((results / "eval" / run / "provenance.json").read_text())
+        assert provenance["model"]["dtype"] == "bfloat16"
+        assert provenance["model"]["chat_template_kwargs"] == {"enable_thinking": False}
+    trained = AutoModelForCausalLM.from_pretrained(results / "train" / "mesa" /
+                                                   "w~2_eps~0.05_gamma~1.0" / "model")
+    assert trained.dtype == torch.bfloat16 and trained.config.model_type == "deepseek_v3"

@@ -273,3 +273,22 @@ def test_experts_all_bytes_match_plain_fused_training():
     ratio = benchmark.total_bytes(benchmark.measure(shape, 8)) / \
         benchmark.total_bytes(benchmark.plain_fused(shape))
     assert ratio <= 1.05
+
+
+def test_experts_all_of_a_bf16_model_trains_float32_masters_in_place(tiny_model_dir, tmp_path):
+    model, tokenizer = load_model(str(tiny_model_dir / "model"), dtype="bfloat16")
+    adapter = adapter_for(model)
+    everything = {layer: list(range(adapter.num_experts)) for layer in adapter.layer_indices}
+    parameters = make_trainable(adapter, everything, train_routers=True)
+    assert all(p.dtype == torch.float32 for p in parameters) and len(parameters) == 3 * 2
+    with torch.no_grad():
+        for p in parameters:
+            p.add_(1e-3)  # below bfloat16's resolution at 1.0, visible at the 0.02 scale
+    save_trained(model, tokenizer, adapter, tmp_path / "saved")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert reloaded.dtype == torch.bfloat16
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir / "model", dtype=torch.bfloat16)
+    assert not torch.equal(reloaded.model.layers[0].mlp.experts.gate_up_proj,
+                           original.model.layers[0].mlp.experts.gate_up_proj)
+    torch.testing.assert_close(reloaded.model.layers[1].mlp.down_proj.weight,
+                               original.model.layers[1].mlp.down_proj.weight, rtol=0, atol=0)

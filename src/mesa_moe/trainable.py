@@ -174,7 +174,7 @@ def make_trainable(adapter: MoEAdapter, selected: dict[int, list[int]] | None,
                 train_in_float32(layer.router, name)
         chosen = sorted(set((selected or {}).get(layer.index, [])))
         if chosen == list(range(adapter.num_experts)):
-            for name, _ in layer.experts.named_parameters(recurse=False):
+            for name in [name for name, _ in layer.experts.named_parameters(recurse=False)]:
                 train_in_float32(layer.experts, name)
         elif chosen:
             layer.block.experts = SelectedExperts(layer.experts, chosen)
