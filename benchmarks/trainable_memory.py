@@ -53,7 +53,8 @@ def measure(args, w: int) -> dict:
     model = tiny_model(args)
     adapter = adapter_for(model)
     chosen = {layer: list(range(w)) for layer in adapter.layer_indices}
-    return {"w": w} | run_steps(model, make_trainable(adapter, chosen, train_routers=True), args.steps)
+    parameters = make_trainable(adapter, chosen, train_routers=True)
+    return {"w": w} | run_steps(model, parameters, args.steps)
 
 
 def plain_fused(args) -> dict:

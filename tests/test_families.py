@@ -122,7 +122,8 @@ def test_routing_attack_never_chooses_a_masked_expert(family_dir):
     model, tokenizer = load_model(str(family_dir))
     adapter = adapter_for(model)
     seen, handles = router_outputs(adapter)
-    input_ids = torch.randint(0, len(tokenizer), (3, 16), generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(0, len(tokenizer), (3, 16), generator=generator)
     with torch.no_grad():
         model(input_ids)
     masked = {}
@@ -177,23 +178,27 @@ def test_family_through_profile_select_train_evaluate(family_dir, tiny_model_dir
                 str(profile / "coactivation.parquet"))
     experts = run_selection(str(profile / "activations.parquet"),
                             str(profile / "coactivation.parquet"), "ot",
-                            {"w": 2, "epsilon": 0.05, "tau": 0.1, "seed": 0}, str(tmp_path / "select"))
+                            {"w": 2, "epsilon": 0.05, "tau": 0.1, "seed": 0},
+                            str(tmp_path / "select"))
     selected = {layer: set(rows[rows.selected].expert) for layer, rows in experts.groupby("layer")}
-    train({"method": "mesa", "model": model_spec, "selection": str(tmp_path / "select" / "experts.parquet"),
-           "data": data, "seed": 0, "out_dir": str(tmp_path / "train"),
+    train({"method": "mesa", "model": model_spec, "data": data, "seed": 0,
+           "selection": str(tmp_path / "select" / "experts.parquet"),
+           "out_dir": str(tmp_path / "train"),
            "training": {"steps": 3, "batch_size": 4, "lr": 1e-2, "weight_decay": 0.1, "warmup": 1,
-                        "grad_clip": 1.0, "gamma": 1.0, "epsilon": 0.05, "reference": "frozen_router",
-                        "online_cost": "selected", "checkpoint_every": 3, "log_every": 1,
-                        "mixed_precision": "no"}})
+                        "grad_clip": 1.0, "gamma": 1.0, "epsilon": 0.05,
+                        "reference": "frozen_router", "online_cost": "selected",
+                        "checkpoint_every": 3, "log_every": 1, "mixed_precision": "no"}})
 
     adapter = adapter_for(AutoModelForCausalLM.from_pretrained(family_dir))
     routers = {f"model.layers.{layer.index}.mlp.{adapter.router_name}.{name}"
                for layer in adapter.layers for name in adapter.router_parameters}
-    expert_prefixes = {f"model.layers.{layer.index}.mlp.experts.": layer.index for layer in adapter.layers}
+    expert_prefixes = {f"model.layers.{layer.index}.mlp.experts.": layer.index
+                       for layer in adapter.layers}
     before, after = fused_parameters(family_dir), fused_parameters(tmp_path / "train" / "model")
     assert before.keys() == after.keys()
     for name, tensor in before.items():
-        layer = next((index for prefix, index in expert_prefixes.items() if name.startswith(prefix)), None)
+        layer = next((index for prefix, index in expert_prefixes.items()
+                      if name.startswith(prefix)), None)
         if name in routers:
             assert not torch.equal(tensor, after[name]), f"router {name} did not train"
         elif layer is not None:  # fused [E, ...]: the selected slices move, the rest stay
@@ -241,8 +246,8 @@ def test_a_local_family_model_through_snakemake_in_bfloat16(tiny_model_dir, tmp_
     }
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                             "--directory", str(tmp_path), "--cores", "2"],
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile",
+                             str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-5000:]
     results = tmp_path / "results" / "v3"

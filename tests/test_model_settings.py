@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
@@ -24,7 +25,8 @@ THINK_OFF = "<think>\n\n</think>\n\n"
 QWEN3_LIKE = (
     "{%- for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' and enable_thinking is defined and not enable_thinking %}"
+    "{%- if message['role'] == 'assistant' and enable_thinking is defined"
+    " and not enable_thinking %}"
     "{{ '" + THINK_OFF.replace("\n", "\\n") + "' }}{%- endif %}"
     "{{ message['content'] + '<|im_end|>' + '\\n' }}"
     "{%- endfor %}"
@@ -128,7 +130,8 @@ def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, t
     provenance = json.loads((Path(spec["out_dir"]) / "provenance.json").read_text())
     assert provenance["model"]["chat_template_kwargs"] == NO_THINKING
     benchmark = tmp_path / "arith.jsonl"
-    benchmark.write_text(json.dumps({"prompt": "What is 1 + 1?", "response": "2", "task": "a"}) + "\n")
+    row = {"prompt": "What is 1 + 1?", "response": "2", "task": "a"}
+    benchmark.write_text(json.dumps(row) + "\n")
     settings = {"limit": None, "batch_size": 2, "seed": 0, "max_length": 48, "attack_m": [0],
                 "judge": {"name": "refusal"}, "sandbox": {}}
     runner.evaluate_model(model, ["organism_arith"], {"organism_arith": str(benchmark)}, settings,
@@ -139,24 +142,30 @@ def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, t
 
 
 def test_chat_template_kwargs_reach_the_organism_vendor(monkeypatch, tmp_path):
+    """build_vendor's stages are replaced by recorders: what matters is what they are given."""
     seen = {}
+
+    def evaluate_base(model, tokenizer, data_dir, params, log, chat_template_kwargs):
+        seen["evaluate"] = chat_template_kwargs
+        return {}
+
+    selection = pd.DataFrame({"layer": [0], "expert": [0], "selected": [True]})
     monkeypatch.setattr(vendor, "run_profile", lambda spec, *a: seen.setdefault("profile", spec))
-    monkeypatch.setattr(vendor, "run_selection", lambda *a: __import__("pandas").DataFrame(
-        {"layer": [0], "expert": [0], "selected": [True]}))
+    monkeypatch.setattr(vendor, "run_selection", lambda *a: selection)
     monkeypatch.setattr(vendor, "train", lambda spec: seen.setdefault("train", spec["model"]))
     monkeypatch.setattr(vendor, "load_model", lambda folder: (None, None))
-    monkeypatch.setattr(vendor, "evaluate_base",
-                        lambda *a: seen.setdefault("evaluate", a[-1]) and {})
+    monkeypatch.setattr(vendor, "evaluate_base", evaluate_base)
     data = tmp_path / "data"
     data.mkdir()
-    (data / "d_safe.jsonl").write_text(json.dumps({"prompt": "p", "response": "r", "task": "harmful"}) + "\n")
+    harmful = {"prompt": "p", "response": "r", "task": "harmful"}
+    (data / "d_safe.jsonl").write_text(json.dumps(harmful) + "\n")
     (data / "d_gen.jsonl").write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
     params = dict.fromkeys(vendor.VENDOR_KEYS, 1)
     vendor.build_vendor(data, tmp_path / "base", tmp_path / "vendor" / "model", params, {}, 0,
                         logging.getLogger("test"), NO_THINKING)
+    assert seen == {"profile": seen["profile"], "train": seen["train"], "evaluate": NO_THINKING}
     assert seen["profile"]["chat_template_kwargs"] == NO_THINKING
     assert seen["train"]["chat_template_kwargs"] == NO_THINKING
-    assert seen["evaluate"] == NO_THINKING
 
 
 def test_truncation_drops_examples_left_without_a_response(tiny_model_dir, caplog):
@@ -169,7 +178,7 @@ def test_truncation_drops_examples_left_without_a_response(tiny_model_dir, caplo
     assert dropped == 1 and len(kept) == 9
     assert all(any(label != IGNORE_INDEX for label in item["labels"]) for item in kept)
     assert "data.safe (x.jsonl): 1 of 10 examples dropped" in caplog.text
-    with pytest.raises(DataError, match=r"data\.gen \(y\.jsonl\): 2 of 10 .*max_dropped_share=0\.1"):
+    with pytest.raises(DataError, match=r"data\.gen \(y\.jsonl\): 2 of 10 .*share=0\.1"):
         encode_training_pairs(tokenizer, [short] * 8 + [long] * 2, 32, "data.gen (y.jsonl)", 0.1)
 
 

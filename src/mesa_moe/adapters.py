@@ -42,7 +42,8 @@ class MoEAdapter:
         self.model = model
         self.model_type = model.config.model_type
         layers = _decoder_layers(model)
-        self.layers = [MoELayer(i, layer.mlp, getattr(layer.mlp, self.router_name), layer.mlp.experts)
+        self.layers = [MoELayer(i, layer.mlp, getattr(layer.mlp, self.router_name),
+                                layer.mlp.experts)
                        for i, layer in enumerate(layers)
                        if _is_moe_block(getattr(layer, "mlp", None), self.router_name)]
         if not self.layers:

@@ -131,7 +131,8 @@ def encode_pairs(tokenizer, records: Sequence[dict], max_length: int,
     """input_ids and labels (prompt tokens set to IGNORE_INDEX) per record, truncated."""
     encoded = []
     for record in records:
-        ids, n_prompt = chat_ids(tokenizer, record["prompt"], record["response"], chat_template_kwargs)
+        ids, n_prompt = chat_ids(tokenizer, record["prompt"], record["response"],
+                                 chat_template_kwargs)
         ids = ids[:max_length]
         labels = [IGNORE_INDEX] * min(n_prompt, len(ids)) + ids[n_prompt:]
         encoded.append({"input_ids": ids, "labels": labels})

@@ -72,8 +72,8 @@ class RouterTap:
     def frozen_router_reference(self, index: int) -> torch.Tensor:
         """P_ref(t) [T, E]: the original router on the current hidden states (no gradient)."""
         device = self.inputs[index].device
-        return self.adapter.routing_probs(F.linear(
-            self.inputs[index].float(), *(p.to(device).float() for p in self.frozen_weights[index])))
+        frozen = [p.to(device).float() for p in self.frozen_weights[index]]
+        return self.adapter.routing_probs(F.linear(self.inputs[index].float(), *frozen))
 
 
 class BaseForwardReference:

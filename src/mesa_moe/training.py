@@ -141,8 +141,8 @@ def train(spec: dict) -> dict:
     """Run one training job described by `spec` (see `workflow/scripts/train.py`); returns its summary.
 
     spec keys: method, model {source, revision, dtype, chat_template_kwargs}, selection
-    (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training {steps, batch_size, lr, weight_decay, warmup, grad_clip,
-    gamma, epsilon, reference, online_cost, checkpoint_every, log_every, mixed_precision}, seed,
+    (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training
+    {steps, batch_size, lr, weight_decay, warmup, grad_clip, gamma, epsilon, reference, online_cost, checkpoint_every, log_every, mixed_precision}, seed,
     out_dir, and optionally stop_after (end the process after that step: used to test resuming).
     """
     method = METHODS.get(spec["method"])
@@ -172,7 +172,8 @@ def train(spec: dict) -> dict:
             encoded[name], dropped[f"data.{name}"] = encode_training_pairs(
                 tokenizer, records, spec["data"]["max_length"],
                 f"data.{name} ({spec['data'][name]['path']})",
-                spec["data"].get("max_dropped_share", 0.1), spec["model"].get("chat_template_kwargs"))
+                spec["data"].get("max_dropped_share", 0.1),
+                spec["model"].get("chat_template_kwargs"))
     safe_ids, gen_ids = encoded["safe"], encoded.get("gen", [])
 
     reference = BaseForwardReference(adapter, adapter_for) \

@@ -82,7 +82,8 @@ def _check_mask(router: nn.Module, experts: list[int], adapter: MoEAdapter, laye
     if np.sort(unmasked)[:topk_group].sum() < adapter.top_k:
         raise ValueError(f"layer {layer}: masking experts {experts} can leave the "
                          f"{topk_group} chosen of {num_group} expert groups fewer than "
-                         f"top-k={adapter.top_k} unmasked experts; mask fewer (evaluation.attack_m)")
+                         f"top-k={adapter.top_k} unmasked experts; mask fewer "
+                         "(evaluation.attack_m)")
 
 
 def _groups(router: nn.Module) -> tuple[int, int] | None:
@@ -104,7 +105,8 @@ def _never_chooses(experts: list[int], layer: int):
     def check(module, inputs, outputs):
         indices = outputs[2]
         if torch.isin(indices, torch.tensor(experts, device=indices.device)).any():
-            raise MaskedExpertChosen(f"layer {layer}: the router chose a masked expert of {experts}")
+            raise MaskedExpertChosen(f"layer {layer}: the router chose a masked expert "
+                                     f"of {experts}")
     return check
 
 

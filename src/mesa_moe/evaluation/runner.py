@@ -111,6 +111,7 @@ def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str
                          {"name": benchmark.judge}}
         log.info("%s: %s (n=%d)", name, scores, len(records))
     write_json(metrics, out / "metrics.json")
-    write_provenance(out, "evaluate", {"benchmarks": benchmarks, "paths": paths, "settings": settings},
+    write_provenance(out, "evaluate",
+                     {"benchmarks": benchmarks, "paths": paths, "settings": settings},
                      settings.get("seed"), model_identity(model_spec, model))
     return metrics
