@@ -292,3 +292,25 @@ def test_experts_all_of_a_bf16_model_trains_float32_masters_in_place(tiny_model_
                            original.model.layers[0].mlp.experts.gate_up_proj)
     torch.testing.assert_close(reloaded.model.layers[1].mlp.down_proj.weight,
                                original.model.layers[1].mlp.down_proj.weight, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["sft_full", "experts_all"])
+def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(train_spec, tiny_model_dir, method):
+    spec = train_spec(method, steps=2, mixed_precision="bf16", lr=1e-2)
+    spec["model"] = spec["model"] | {"dtype": "bfloat16"}
+    train(spec)
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir / "model", dtype=torch.bfloat16)
+    after = AutoModelForCausalLM.from_pretrained(Path(spec["out_dir"]) / "model")
+    assert {p.dtype for p in after.parameters()} == {torch.bfloat16}
+    embeddings = before.model.embed_tokens.weight, after.model.embed_tokens.weight
+    routers = before.model.layers[0].mlp.gate.weight, after.model.layers[0].mlp.gate.weight
+    assert not torch.equal(*routers)
+    assert torch.equal(*embeddings) == (method != "sft_full")
+
+
+def test_device_map_loads_a_model_spread_by_accelerate(tiny_model_dir):
+    model, tokenizer = load_model(str(tiny_model_dir / "model"), dtype="bfloat16", device_map="auto")
+    assert model.dtype == torch.bfloat16 and not model.training
+    adapter_for(model)
+    with torch.no_grad():
+        assert model(torch.tensor([[1, 2, 3]])).logits.shape[-1] == model.config.vocab_size
