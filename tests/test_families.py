@@ -151,6 +151,19 @@ def test_routing_attack_never_chooses_a_masked_expert(family_dir):
         handle.remove()
 
 
+@pytest.mark.parametrize("family_dir", ["deepseek_v2", "deepseek_v3"], indirect=True)
+def test_a_mask_that_could_starve_the_chosen_groups_is_refused(family_dir):
+    model, _ = load_model(str(family_dir))
+    adapter = adapter_for(model)  # 4 groups of 2 experts, 2 groups kept, top-2
+    layer = adapter.layer_indices[0]
+    with pytest.raises(ValueError, match="expert groups fewer than top-k=2"):
+        with masked_experts(adapter, {layer: [0, 1, 2]}):  # groups left with 0, 1, 2, 2
+            pass
+    with masked_experts(adapter, {layer: [0, 2]}):  # 1, 1, 2, 2: any two groups hold two
+        assert adapter.layers[0].router.weight.shape[1] == model.config.hidden_size + 1
+    assert adapter.layers[0].router.weight.shape[1] == model.config.hidden_size
+
+
 def benchmark_files(folder: Path) -> dict[str, str]:
     rows = {"organism_arith": [{"prompt": f"What is {a} + 1?", "response": f"{a} + 1 = {a + 1}.",
                                 "task": "arith"} for a in range(3)],

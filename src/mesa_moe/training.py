@@ -142,8 +142,9 @@ def train(spec: dict) -> dict:
 
     spec keys: method, model {source, revision, dtype, chat_template_kwargs}, selection
     (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training
-    {steps, batch_size, lr, weight_decay, warmup, grad_clip, gamma, epsilon, reference, online_cost, checkpoint_every, log_every, mixed_precision}, seed,
-    out_dir, and optionally stop_after (end the process after that step: used to test resuming).
+    {steps, batch_size, lr, weight_decay, warmup, grad_clip, gamma, epsilon, reference,
+    online_cost, checkpoint_every, log_every, mixed_precision}, seed, out_dir, and optionally
+    stop_after (end the process after that step: used to test resuming).
     """
     method = METHODS.get(spec["method"])
     if method is None:

@@ -18,6 +18,7 @@ router's chosen indices: a masked expert chosen is an error, never a silent resu
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -51,19 +52,22 @@ def masked_experts(adapter: MoEAdapter, masked: dict[int, list[int]]) -> Iterato
             hidden_dim = router.hidden_dim
             router.weight = nn.Parameter(torch.cat([weight.detach(), bias], dim=1), requires_grad=False)
             router.hidden_dim = weight.shape[1] + 1
-            undo.append(lambda r=router, w=weight, h=hidden_dim: (setattr(r, "weight", w),
-                                                                  setattr(r, "hidden_dim", h)))
+            undo.append(functools.partial(_restore, router, weight, hidden_dim))
             correction = getattr(router, "e_score_correction_bias", None)
             if correction is not None:
-                saved = correction.detach().clone()
+                undo.append(functools.partial(correction.data.copy_, correction.detach().clone()))
                 correction.data[experts] = MASK_LOGIT
-                undo.append(lambda c=correction, v=saved: c.data.copy_(v))
             undo.append(router.register_forward_pre_hook(_append_one).remove)
             undo.append(router.register_forward_hook(_never_chooses(experts, layer.index)).remove)
         yield
     finally:
         for step in reversed(undo):
             step()
+
+
+def _restore(router: nn.Module, weight: nn.Parameter, hidden_dim: int) -> None:
+    router.weight = weight
+    router.hidden_dim = hidden_dim
 
 
 def _check_mask(router: nn.Module, experts: list[int], adapter: MoEAdapter, layer: int) -> None:
