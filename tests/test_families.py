@@ -251,7 +251,7 @@ def test_a_local_family_model_through_snakemake_in_bfloat16(tiny_model_dir, tmp_
                  "gen": {"kind": "local", "path": str(tiny_model_dir / "d_gen.jsonl")},
                  "stat": {"size": 16}, "max_length": 48},
         "profile": {"batch_size": 8},
-        "selection": {"w": [2], "epsilon": [0.05], "selectors": ["safe_top"]},
+        "selection": {"w": [2], "epsilon": [0.05], "selectors": []},
         "training": {"methods": ["mesa", "experts_all"], "steps": 2, "batch_size": 4,
                      "checkpoint_every": 2, "log_every": 1, "warmup": 1, "lr": 1.0e-5},
         "evaluation": {"benchmarks": list(paths), "paths": paths, "limit": 2, "batch_size": 4,
