@@ -294,8 +294,19 @@ def test_experts_all_of_a_bf16_model_trains_float32_masters_in_place(tiny_model_
                                original.model.layers[1].mlp.down_proj.weight, rtol=0, atol=0)
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one state per process; a test that changes mixed precision resets it."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.mark.parametrize("method", ["sft_full", "experts_all"])
-def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(train_spec, tiny_model_dir, method):
+def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(train_spec, tiny_model_dir, method,
+                                                           fresh_accelerator_state):
     spec = train_spec(method, steps=2, mixed_precision="bf16", lr=1e-2)
     spec["model"] = spec["model"] | {"dtype": "bfloat16"}
     train(spec)
