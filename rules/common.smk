@@ -29,9 +29,8 @@ def base_model_dir():
 
 
 def model_spec():
-    return {key: config["model"][key] for key in ("revision", "dtype", "device")} | {
-        "source": base_model_dir()
-    }
+    keys = ("revision", "dtype", "device", "device_map", "chat_template_kwargs")
+    return {key: config["model"][key] for key in keys} | {"source": base_model_dir()}
 
 
 def model_input(wildcards):
@@ -208,6 +207,13 @@ def evaluated_model(wildcards):
     if wildcards.method == "base":
         return base_model_dir()
     return f"{RESULTS}/train/{wildcards.method}/{wildcards.run}/model"
+
+
+def evaluated_model_spec(wildcards):
+    """The Base as configured (hub revision pinned); a trained run from its local folder."""
+    if wildcards.method == "base":
+        return model_spec()
+    return model_spec() | {"source": evaluated_model(wildcards), "revision": None}
 
 
 def evaluate_input(wildcards):

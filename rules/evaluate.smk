@@ -23,7 +23,7 @@ rule evaluate:
     resources:
         mem_mb=8000,
     params:
-        model=evaluated_model,
+        model=evaluated_model_spec,
         benchmarks=EVALUATION["benchmarks"],
         paths=benchmark_paths(),
         settings=evaluation_settings(),

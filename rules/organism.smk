@@ -49,5 +49,6 @@ rule organism_vendor:
         mem_mb=4000,
     params:
         organism=organism_sections("seed", "vendor", "eval"),
+        chat_template_kwargs=config["model"]["chat_template_kwargs"],
     script:
         "../workflow/scripts/organism_vendor.py"

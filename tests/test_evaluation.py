@@ -101,7 +101,8 @@ def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_di
     settings = {"limit": None, "batch_size": 4, "seed": 0, "max_length": 48, "attack_m": [0, 1],
                 "judge": {"name": "refusal"}, "sandbox": SANDBOX}
     out = tmp_path / "eval"
-    metrics = evaluate_model(str(tiny_model_dir / "model"), list(files), files, settings,
+    model = {"source": str(tiny_model_dir / "model")}
+    metrics = evaluate_model(model, list(files), files, settings,
                              str(tmp_path / "d_stat.jsonl"), str(out))
     stored = json.loads((out / "metrics.json").read_text())
     assert stored == json.loads(json.dumps(metrics))

@@ -194,3 +194,127 @@ def test_bad_inputs_fail_early(train_spec, tiny_model_dir, tmp_path):
     bad = dict(spec["data"], safe={"kind": "local", "path": str(tmp_path / "bad.jsonl")})
     with pytest.raises(DataError, match="prompt='prompt'.*question"):
         train(spec | {"data": bad})
+
+
+def test_bf16_model_trains_every_selected_slice_and_router_at_small_lr(train_spec, tiny_model_dir):
+    """bfloat16 weights of scale 0.02 barely move under lr 1e-5 AdamW steps; float32 masters do."""
+    spec = train_spec("mesa", steps=20, lr=1e-5, weight_decay=0.0, checkpoint_every=20)
+    spec["model"] = spec["model"] | {"dtype": "bfloat16"}
+    train(spec)
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir / "model", dtype=torch.bfloat16)
+    after = AutoModelForCausalLM.from_pretrained(Path(spec["out_dir"]) / "model")
+    assert after.dtype == torch.bfloat16  # saved in the model's own dtype
+    moved = changed = 0
+    for (name, old), new in zip(before.named_parameters(), after.parameters()):
+        layer = int(name.split(".")[2]) if name.startswith("model.layers.") else None
+        if name.endswith("mlp.gate.weight"):
+            assert not torch.equal(old, new), f"router {name} did not train"
+        elif ".mlp.experts." in name:
+            for expert in range(old.shape[0]):
+                if expert in SELECTED[layer]:
+                    assert not torch.equal(old[expert], new[expert]), f"{name}[{expert}] still"
+                    moved += int((old[expert] != new[expert]).sum())
+                    changed += old[expert].numel()
+                else:
+                    assert torch.equal(old[expert], new[expert]), f"{name}[{expert}] moved"
+        else:
+            assert torch.equal(old, new), f"{name} changed"
+    assert moved / changed > 0.5  # 86 % here; bfloat16 weights under bfloat16 AdamW: ~15 %
+
+
+def test_trainable_tensors_are_float32_masters_of_a_bf16_model(tiny_model_dir):
+    model, _ = load_model(str(tiny_model_dir / "model"), dtype="bfloat16")
+    adapter = adapter_for(model)
+    parameters = make_trainable(adapter, SELECTED, train_routers=True)
+    assert parameters and all(p.dtype == torch.float32 for p in parameters)
+    frozen = {name: p.clone() for name, p in model.named_parameters() if not p.requires_grad}
+    assert all(p.dtype == torch.bfloat16 for p in frozen.values())
+    start = [p.detach().clone() for p in parameters]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-5, weight_decay=0.0)
+    input_ids = torch.randint(0, 200, (4, 16), generator=torch.Generator().manual_seed(0))
+    for _ in range(20):
+        model(input_ids=input_ids, labels=input_ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for p, p0 in zip(parameters, start):  # every weight of every trainable tensor moved
+        assert (p != p0).all(), tuple(p.shape)
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
+
+
+def test_experts_all_trains_the_fused_tensors_in_place(tiny_model_dir):
+    model, _ = load_model(str(tiny_model_dir / "model"))
+    adapter = adapter_for(model)
+    fused = {id(p) for layer in adapter.layers for p in layer.experts.parameters()}
+    everything = {layer: list(range(adapter.num_experts)) for layer in adapter.layer_indices}
+    parameters = make_trainable(adapter, everything, train_routers=True)
+    routers = {id(layer.router.weight) for layer in adapter.layers}
+    assert {id(p) for p in parameters} == fused | routers  # no copy of any expert
+    assert all(type(layer.block.experts) is type(layer.experts) for layer in adapter.layers)
+
+
+def test_experts_all_bytes_match_plain_fused_training():
+    import importlib.util
+    from types import SimpleNamespace
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "trainable_memory.py"
+    spec = importlib.util.spec_from_file_location("trainable_memory", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    shape = SimpleNamespace(experts=8, hidden=64, layers=2, steps=1)
+    ratio = benchmark.total_bytes(benchmark.measure(shape, 8)) / \
+        benchmark.total_bytes(benchmark.plain_fused(shape))
+    assert ratio <= 1.05
+
+
+def test_experts_all_of_a_bf16_model_trains_float32_masters_in_place(tiny_model_dir, tmp_path):
+    model, tokenizer = load_model(str(tiny_model_dir / "model"), dtype="bfloat16")
+    adapter = adapter_for(model)
+    everything = {layer: list(range(adapter.num_experts)) for layer in adapter.layer_indices}
+    parameters = make_trainable(adapter, everything, train_routers=True)
+    assert all(p.dtype == torch.float32 for p in parameters) and len(parameters) == 3 * 2
+    with torch.no_grad():
+        for p in parameters:
+            p.add_(1e-3)  # below bfloat16's resolution at 1.0, visible at the 0.02 scale
+    save_trained(model, tokenizer, adapter, tmp_path / "saved")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert reloaded.dtype == torch.bfloat16
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir / "model", dtype=torch.bfloat16)
+    assert not torch.equal(reloaded.model.layers[0].mlp.experts.gate_up_proj,
+                           original.model.layers[0].mlp.experts.gate_up_proj)
+    torch.testing.assert_close(reloaded.model.layers[1].mlp.down_proj.weight,
+                               original.model.layers[1].mlp.down_proj.weight, rtol=0, atol=0)
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one state per process; a test that changes mixed precision resets it."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize("method", ["sft_full", "experts_all"])
+def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(train_spec, tiny_model_dir, method,
+                                                           fresh_accelerator_state):
+    spec = train_spec(method, steps=2, mixed_precision="bf16", lr=1e-2)
+    spec["model"] = spec["model"] | {"dtype": "bfloat16"}
+    train(spec)
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir / "model", dtype=torch.bfloat16)
+    after = AutoModelForCausalLM.from_pretrained(Path(spec["out_dir"]) / "model")
+    assert {p.dtype for p in after.parameters()} == {torch.bfloat16}
+    embeddings = before.model.embed_tokens.weight, after.model.embed_tokens.weight
+    routers = before.model.layers[0].mlp.gate.weight, after.model.layers[0].mlp.gate.weight
+    assert not torch.equal(*routers)
+    assert torch.equal(*embeddings) == (method != "sft_full")
+
+
+def test_device_map_loads_a_model_spread_by_accelerate(tiny_model_dir):
+    model, tokenizer = load_model(str(tiny_model_dir / "model"), dtype="bfloat16", device_map="auto")
+    assert model.dtype == torch.bfloat16 and not model.training
+    adapter_for(model)
+    with torch.no_grad():
+        assert model(torch.tensor([[1, 2, 3]])).logits.shape[-1] == model.config.vocab_size

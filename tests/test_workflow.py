@@ -28,7 +28,7 @@ def tiny_config(**selection) -> dict:
         "organism": TINY,
         "data": {"safe": {"kind": "organism", "path": "d_safe"},
                  "gen": {"kind": "organism", "path": "d_gen"},
-                 "stat": {"size": 40}, "max_length": 64},
+                 "stat": {"size": 40}, "max_length": 96},  # the tiny world's prompts reach 82
         "profile": {"batch_size": 16},
         "selection": {"w": [2], "epsilon": [0.05]} | selection,
         "training": {"methods": METHODS, "steps": 3, "batch_size": 4, "checkpoint_every": 2,

@@ -1,12 +1,14 @@
 """Model adapters: one small interface over the MoE architecture families of transformers ≥ 5.
 
 In transformers 5 every supported family has the same skeleton: decoder layer `i` at
-`model.model.layers[i]`, its MoE block at `.mlp` with a router `.mlp.gate` (a `weight` of shape
-[E, hidden]) returning `(router_logits [T, E], top_k_weights [T, k], top_k_indices [T, k])` and the
-routed experts fused into 3-D tensors at `.mlp.experts` (`gate_up_proj [E, 2I, H]`,
-`down_proj [E, H, I]`). Dense layers (DeepSeek's `first_k_dense_replace`, Qwen's
-`mlp_only_layers`) have no router and are skipped; shared experts are never routed experts.
-The families differ in how router logits become the routing distribution P(t) (METHOD §0).
+`model.model.layers[i]`, its MoE block at `.mlp` with a router (`.mlp.gate`; GPT-OSS: `.mlp.router`,
+a `weight` of shape [E, hidden], GPT-OSS also a `bias`) returning `(router_logits [T, E],
+top_k_weights [T, k], top_k_indices [T, k])` and the routed experts fused into 3-D tensors at
+`.mlp.experts`, every parameter indexed by expert first (`gate_up_proj [E, 2I, H]`,
+`down_proj [E, H, I]`; GPT-OSS transposed and interleaved, with per-expert biases). Dense layers
+(DeepSeek's `first_k_dense_replace`, Qwen's `mlp_only_layers`) have no router and are skipped;
+shared experts are never routed experts. The families differ in how router logits become the
+routing distribution P(t) (docs/method.md).
 """
 
 from __future__ import annotations
@@ -33,13 +35,17 @@ class MoEAdapter:
     """Routing of a softmax-router MoE family: P(t) = softmax(router logits)."""
 
     family = "softmax_topk"
+    router_name = "gate"  # the router's attribute in the MoE block
+    router_parameters = ("weight",)  # what trains when routers train
 
     def __init__(self, model: nn.Module):
         self.model = model
         self.model_type = model.config.model_type
         layers = _decoder_layers(model)
-        self.layers = [MoELayer(i, layer.mlp, layer.mlp.gate, layer.mlp.experts)
-                       for i, layer in enumerate(layers) if _is_moe_block(getattr(layer, "mlp", None))]
+        self.layers = [MoELayer(i, layer.mlp, getattr(layer.mlp, self.router_name),
+                                layer.mlp.experts)
+                       for i, layer in enumerate(layers)
+                       if _is_moe_block(getattr(layer, "mlp", None), self.router_name)]
         if not self.layers:
             raise ArchitectureError(f"{self.model_type}: no MoE layer found (a dense model?); "
                                     "MESA needs routed experts")
@@ -70,6 +76,14 @@ class SigmoidMoEAdapter(MoEAdapter):
         return scores / scores.sum(dim=-1, keepdim=True)
 
 
+class GptOssAdapter(MoEAdapter):
+    """GPT-OSS: the router (`mlp.router`) has a bias and takes the top-k of its logits before a
+    softmax over those k, which is the top-k of softmax(logits) too: P(t) = softmax(logits)."""
+
+    router_name = "router"
+    router_parameters = ("weight", "bias")
+
+
 ADAPTERS: dict[str, type[MoEAdapter]] = {
     "qwen3_moe": MoEAdapter,
     "qwen2_moe": MoEAdapter,
@@ -77,6 +91,7 @@ ADAPTERS: dict[str, type[MoEAdapter]] = {
     "mixtral": MoEAdapter,
     "deepseek_v2": MoEAdapter,
     "deepseek_v3": SigmoidMoEAdapter,
+    "gpt_oss": GptOssAdapter,
 }
 
 
@@ -100,28 +115,46 @@ def _decoder_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
-def _is_moe_block(mlp: nn.Module | None) -> bool:
-    return mlp is not None and hasattr(mlp, "gate") and hasattr(mlp, "experts") \
-        and hasattr(mlp.gate, "weight") and hasattr(mlp.gate, "top_k")
+def _is_moe_block(mlp: nn.Module | None, router_name: str) -> bool:
+    router = getattr(mlp, router_name, None)
+    return hasattr(mlp, "experts") and hasattr(router, "weight") and hasattr(router, "top_k")
 
 
 def load_model(source: str, revision: str | None = None, dtype: str = "float32",
-               device: str | torch.device = "cpu"):
-    """Model and tokenizer from a local folder or a hub id, with grouped-mm experts on CPU."""
+               device: str | torch.device = "cpu", device_map: str | dict | None = None):
+    """Model and tokenizer from a local folder or a hub id, with grouped-mm experts on CPU.
+
+    device_map (e.g. "auto") spreads a model that does not fit one device over all of them
+    (accelerate's big-model loading); `device` is then unused.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     # The architecture is checked from the config alone, before any weights are read.
     check_architecture(AutoConfig.from_pretrained(source, revision=revision).model_type)
+    if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+        raise ValueError(f"model.dtype: {dtype!r} is not a torch dtype (float32, bfloat16, …)")
     kwargs = {"revision": revision, "dtype": getattr(torch, dtype)}
-    if str(device) == "cpu":
+    if device_map is None and str(device) == "cpu":
         kwargs["experts_implementation"] = "grouped_mm"
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs).to(device).eval()
+    if device_map is not None:
+        model = AutoModelForCausalLM.from_pretrained(source, device_map=device_map, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs).to(device)
     tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-    return model, tokenizer
+    return model.eval(), tokenizer
 
 
-def model_identity(source: str, revision: str | None, model) -> dict:
-    """What a downstream artifact records about the model it came from."""
-    return {"source": source, "revision": revision,
+def load_from_spec(spec: dict):
+    """load_model with a model spec's settings ({source, revision, dtype, device, device_map})."""
+    return load_model(spec["source"], spec.get("revision"), spec.get("dtype") or "float32",
+                      spec.get("device") or "cpu", spec.get("device_map"))
+
+
+def model_identity(spec: dict, model) -> dict:
+    """What a downstream artifact records about the model it came from: where it was loaded from,
+    how, and with which chat-template switches."""
+    return {"source": spec["source"], "revision": spec.get("revision"),
+            "dtype": spec.get("dtype") or "float32",
+            "chat_template_kwargs": spec.get("chat_template_kwargs") or {},
             "model_type": model.config.model_type,
             "commit_hash": getattr(model.config, "_commit_hash", None)}

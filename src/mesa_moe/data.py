@@ -14,6 +14,7 @@ Every data set becomes a list of records with at least `prompt` and `response` (
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 LOCAL_READERS = {
     ".jsonl": lambda p: pd.read_json(p, lines=True),
@@ -101,19 +103,22 @@ def sample_stat(safe: Sequence[dict], gen: Sequence[dict], size: int, seed: int)
     return picked
 
 
-def chat_ids(tokenizer, prompt: str, response: str | None = None) -> tuple[list[int], int]:
+def chat_ids(tokenizer, prompt: str, response: str | None = None,
+             chat_template_kwargs: dict | None = None) -> tuple[list[int], int]:
     """Token ids of a chat (user prompt, optional assistant response) and the prompt's length.
 
     The prompt part ends with the generation prompt, so ids[:n_prompt] is exactly what a model
-    sees before it starts to answer.
+    sees before it starts to answer. chat_template_kwargs (config `model.chat_template_kwargs`,
+    e.g. Qwen3's {enable_thinking: false}) go to the template.
     """
+    extra = chat_template_kwargs or {}
     user = [{"role": "user", "content": prompt}]
     prompt_ids = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True,
-                                               return_dict=False)
+                                               return_dict=False, **extra)
     if response is None:
         return list(prompt_ids), len(prompt_ids)
     full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": response}],
-                                         tokenize=True, return_dict=False)
+                                         tokenize=True, return_dict=False, **extra)
     full = list(full)
     if full[: len(prompt_ids)] != list(prompt_ids):
         raise DataError("the tokenizer's chat template does not extend the prompt with the "
@@ -121,15 +126,38 @@ def chat_ids(tokenizer, prompt: str, response: str | None = None) -> tuple[list[
     return full, len(prompt_ids)
 
 
-def encode_pairs(tokenizer, records: Sequence[dict], max_length: int) -> list[dict]:
+def encode_pairs(tokenizer, records: Sequence[dict], max_length: int,
+                 chat_template_kwargs: dict | None = None) -> list[dict]:
     """input_ids and labels (prompt tokens set to IGNORE_INDEX) per record, truncated."""
     encoded = []
     for record in records:
-        ids, n_prompt = chat_ids(tokenizer, record["prompt"], record["response"])
+        ids, n_prompt = chat_ids(tokenizer, record["prompt"], record["response"],
+                                 chat_template_kwargs)
         ids = ids[:max_length]
         labels = [IGNORE_INDEX] * min(n_prompt, len(ids)) + ids[n_prompt:]
         encoded.append({"input_ids": ids, "labels": labels})
     return encoded
+
+
+def encode_training_pairs(tokenizer, records: Sequence[dict], max_length: int, where: str,
+                          max_dropped_share: float,
+                          chat_template_kwargs: dict | None = None) -> tuple[list[dict], int]:
+    """encode_pairs, less the examples truncation left without a response token; and how many.
+
+    Such an example adds nothing to L_SFT yet would still enter the routing losses. More than
+    `max_dropped_share` of a data set dropped means max_length does not fit it: an error.
+    """
+    encoded = encode_pairs(tokenizer, records, max_length, chat_template_kwargs)
+    kept = [item for item in encoded if any(label != IGNORE_INDEX for label in item["labels"])]
+    dropped = len(encoded) - len(kept)
+    if dropped > max_dropped_share * len(encoded) or not kept:
+        raise DataError(f"{where}: {dropped} of {len(encoded)} examples keep no response token "
+                        f"within data.max_length={max_length} (more than data.max_dropped_share="
+                        f"{max_dropped_share}); raise data.max_length or shorten the prompts")
+    if dropped:
+        log.warning("%s: %d of %d examples dropped: their prompt fills data.max_length=%d",
+                    where, dropped, len(encoded), max_length)
+    return kept, dropped
 
 
 def collate(batch: Sequence[dict], pad_id: int, padding_side: str = "right") -> dict:

@@ -41,14 +41,15 @@ class RouterTap:
     """Keeps each MoE router's input and logits of the last forward, with their autograd graph.
 
     The reference routing of `frozen_router` is the original router weights applied to the same
-    (current) router inputs, so the tap holds a frozen copy of every router's weight.
+    (current) router inputs, so the tap holds a frozen copy of every router's weight (and bias).
     """
 
     def __init__(self, adapter: MoEAdapter):
         self.adapter = adapter
         self.inputs: dict[int, torch.Tensor] = {}
         self.logits: dict[int, torch.Tensor] = {}
-        self.frozen_weights = {layer.index: layer.router.weight.detach().clone()
+        self.frozen_weights = {layer.index: [getattr(layer.router, name).detach().clone()
+                                             for name in adapter.router_parameters]
                                for layer in adapter.layers}
         self._handles = [layer.router.register_forward_hook(self._hook(layer.index))
                          for layer in adapter.layers]
@@ -70,8 +71,9 @@ class RouterTap:
     @torch.no_grad()
     def frozen_router_reference(self, index: int) -> torch.Tensor:
         """P_ref(t) [T, E]: the original router on the current hidden states (no gradient)."""
-        weight = self.frozen_weights[index].to(self.inputs[index].device)
-        return self.adapter.routing_probs(F.linear(self.inputs[index].float(), weight.float()))
+        device = self.inputs[index].device
+        frozen = [p.to(device).float() for p in self.frozen_weights[index]]
+        return self.adapter.routing_probs(F.linear(self.inputs[index].float(), *frozen))
 
 
 class BaseForwardReference:

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .adapters import MoEAdapter, adapter_for, load_model, model_identity
+from .adapters import MoEAdapter, adapter_for, load_from_spec, model_identity
 from .artifacts import write_jsonl, write_parquet, write_provenance
 from .data import collate, encode_pairs, load_pairs, sample_stat
 
@@ -101,12 +101,13 @@ class RoutingRecorder:
 
 @torch.inference_mode()
 def profile_routing(model, tokenizer, adapter: MoEAdapter, records: Sequence[dict],
-                    batch_size: int, max_length: int) -> dict[int, LayerCounts]:
+                    batch_size: int, max_length: int,
+                    chat_template_kwargs: dict | None = None) -> dict[int, LayerCounts]:
     """One forward pass per D_stat record (prompt + response, chat template); counts per layer."""
     unknown = sorted({r.get("source") for r in records} - set(SOURCES))
     if unknown:
         raise ValueError(f"D_stat rows need source in {SOURCES}; found {unknown}")
-    encoded = encode_pairs(tokenizer, records, max_length)
+    encoded = encode_pairs(tokenizer, records, max_length, chat_template_kwargs)
     source = torch.tensor([SOURCES.index(r["source"]) for r in records])
     # Similar lengths in a batch waste less compute on padding.
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
@@ -171,19 +172,19 @@ def run_profile(model_spec: dict, data: dict, batch_size: int, seed: int,
                 activations_path: str, coactivation_path: str) -> pd.DataFrame:
     """The `profile` stage: D_stat from D_safe and D_gen, forward passes, both tables + provenance.
 
-    model_spec: {source, revision, dtype, device}; data: the validated `data` config with each
-    spec's path resolved.
+    model_spec: {source, revision, dtype, device, device_map, chat_template_kwargs}; data: the
+    validated `data` config with each spec's path resolved.
     """
     safe = load_pairs(data["safe"], "data.safe", seed)
     gen = load_pairs(data["gen"], "data.gen", seed)
     stat = sample_stat(safe, gen, data["stat"]["size"], seed)
-    model, tokenizer = load_model(model_spec["source"], model_spec.get("revision"),
-                                  model_spec.get("dtype", "float32"), model_spec.get("device", "cpu"))
+    model, tokenizer = load_from_spec(model_spec)
     adapter = adapter_for(model)
     log.info("%s (%s): %d MoE layers %s, %d experts, top-%d; D_stat %d examples",
              model_spec["source"], adapter.model_type, len(adapter.layers), adapter.layer_indices,
              adapter.num_experts, adapter.top_k, len(stat))
-    counts = profile_routing(model, tokenizer, adapter, stat, batch_size, data["max_length"])
+    counts = profile_routing(model, tokenizer, adapter, stat, batch_size, data["max_length"],
+                             model_spec.get("chat_template_kwargs"))
     activations = activation_table(counts, adapter.top_k)
     out = Path(activations_path).parent
     write_jsonl(stat, out / "d_stat.jsonl")
@@ -192,5 +193,5 @@ def run_profile(model_spec: dict, data: dict, batch_size: int, seed: int,
     write_provenance(out, "profile", {"data": data, "batch_size": batch_size,
                                       "num_experts": adapter.num_experts, "top_k": adapter.top_k,
                                       "moe_layers": adapter.layer_indices},
-                     seed, model_identity(model_spec["source"], model_spec.get("revision"), model))
+                     seed, model_identity(model_spec, model))
     return activations

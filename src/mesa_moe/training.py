@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .adapters import adapter_for, load_model, model_identity
 from .artifacts import atomic_path, write_json, write_provenance
-from .data import collate, encode_pairs, load_pairs
+from .data import collate, encode_training_pairs, load_pairs
 from .logs import setup_logging
 from .losses import BaseForwardReference, RouterTap, online_costs, routing_loss, sft_loss
 from .reporting import plot_loss_curve
@@ -183,10 +183,11 @@ class Checkpoints:
 def train(spec: dict) -> dict:
     """Run one training job described by `spec` (see `workflow/scripts/train.py`); returns its summary.
 
-    spec keys: method, model {source, revision, dtype}, selection (experts.parquet path or None),
-    data {safe, gen, max_length}, training {steps, batch_size, lr, weight_decay, warmup, grad_clip,
-    gamma, epsilon, reference, online_cost, checkpoint_every, log_every, mixed_precision}, seed,
-    out_dir, and optionally stop_after (end the process after that step: used to test resuming).
+    spec keys: method, model {source, revision, dtype, chat_template_kwargs}, selection
+    (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training
+    {steps, batch_size, lr, weight_decay, warmup, grad_clip, gamma, epsilon, reference,
+    online_cost, checkpoint_every, log_every, mixed_precision}, seed, out_dir, and optionally
+    stop_after (end the process after that step: used to test resuming).
     """
     method = METHODS.get(spec["method"])
     if method is None:
@@ -204,17 +205,24 @@ def train(spec: dict) -> dict:
     gen = load_pairs(spec["data"]["gen"], "data.gen", spec["seed"]) if method.ot_loss else []
     device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
     model, tokenizer = load_model(spec["model"]["source"], spec["model"].get("revision"),
-                                  spec["model"].get("dtype", "float32"), device)
+                                  spec["model"].get("dtype") or "float32", device)
     model.config.output_router_logits = False  # the model's own load-balancing loss stays off
     adapter = adapter_for(model)
     selection = pd.read_parquet(spec["selection"]) if method.selector else None
     selected = selected_by_layer(selection, adapter) if selection is not None else None
-    safe_ids = encode_pairs(tokenizer, safe, spec["data"]["max_length"])
-    gen_ids = encode_pairs(tokenizer, gen, spec["data"]["max_length"])
+    dropped, encoded = {}, {}
+    for name, records in (("safe", safe), ("gen", gen)):
+        if records:
+            encoded[name], dropped[f"data.{name}"] = encode_training_pairs(
+                tokenizer, records, spec["data"]["max_length"],
+                f"data.{name} ({spec['data'][name]['path']})",
+                spec["data"].get("max_dropped_share", 0.1),
+                spec["model"].get("chat_template_kwargs"))
+    safe_ids, gen_ids = encoded["safe"], encoded.get("gen", [])
 
     reference = BaseForwardReference(adapter, adapter_for) \
         if method.ot_loss and cfg["reference"] == "base_forward" else None
-    if method.train_all_experts:
+    if method.train_all_experts:  # trained in place, as fused tensors (see mesa_moe.trainable)
         experts_to_train = {layer: list(range(adapter.num_experts)) for layer in adapter.layer_indices}
     else:
         experts_to_train = selected if method.train_experts else None
@@ -304,14 +312,15 @@ def train(spec: dict) -> dict:
             "seconds": time.time() - clock, "processes": world,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "final_loss": rows[-1]["loss"] if rows else None,
+            "dropped_examples": dropped,
         }
         if tap is not None:
             tap.remove()
         save_trained(model, tokenizer, adapter, out / "model")
         write_log(rows, out)
         write_json(summary, out / "summary.json")
-        write_provenance(out, "train", {k: v for k, v in spec.items() if k != "out_dir"}, spec["seed"],
-                         model_identity(spec["model"]["source"], spec["model"].get("revision"), model))
+        params = {k: v for k, v in spec.items() if k != "out_dir"} | {"dropped_examples": dropped}
+        write_provenance(out, "train", params, spec["seed"], model_identity(spec["model"], model))
         log.info("done: %s", json.dumps(summary))
     return summary
 

@@ -14,4 +14,5 @@ build_vendor(
     organism["eval"],
     organism["seed"],
     log,
+    snakemake.params.chat_template_kwargs,
 )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..adapters import adapter_for, load_model
-from ..artifacts import read_jsonl, write_json, write_jsonl, write_parquet
+from ..adapters import adapter_for, load_model, model_identity
+from ..artifacts import read_jsonl, write_json, write_jsonl, write_parquet, write_provenance
 from ..generation import generate, make_generator
 from ..profiling import activation_table, profile_routing
 from .attacks import masked_experts, safety_sparsity, top_safety_experts
@@ -71,21 +71,27 @@ def rescore(generations_path: str | Path, judge: Judge, sandbox: dict) -> dict[s
     return score_generations(get_benchmark(rows[0]["benchmark"]), rows, judge, sandbox)
 
 
-def evaluate_model(model_dir: str, benchmarks: list[str], paths: dict[str, str], settings: dict,
+def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str], settings: dict,
                    stat_path: str, out_dir: str) -> dict:
     """Every benchmark on one model; metrics.json, generations/, activations and sparsity tables.
 
+    model_spec: {source, revision, dtype, device, device_map, chat_template_kwargs}: the Base at
+    its pinned hub revision, or a trained checkpoint's local folder (revision None).
     settings: limit, batch_size, seed, max_length, attack_m, judge {...}, sandbox {...}, backend
     (hf | vllm; the routing attack always decodes with hf).
     """
     out = Path(out_dir)
     judge = make_judge(settings["judge"])  # a classifier judge loads before any generation
-    model, tokenizer = load_model(model_dir)
-    answer = make_generator(settings.get("backend", "hf"), model, tokenizer, model_dir,
+    model, tokenizer = load_model(model_spec["source"], revision=model_spec.get("revision"),
+                                  dtype=model_spec.get("dtype") or "float32",
+                                  device=model_spec.get("device") or "cpu",
+                                  device_map=model_spec.get("device_map"))
+    chat = model_spec.get("chat_template_kwargs")
+    answer = make_generator(settings.get("backend", "hf"), model, tokenizer, model_spec,
                             settings["batch_size"])
     adapter = adapter_for(model)
     counts = profile_routing(model, tokenizer, adapter, read_jsonl(stat_path), settings["batch_size"],
-                             settings["max_length"])
+                             settings["max_length"], chat)
     activations = activation_table(counts, adapter.top_k)
     write_parquet(activations, out / "activations.parquet")
     write_parquet(safety_sparsity(activations), out / "sparsity.parquet")
@@ -102,7 +108,7 @@ def evaluate_model(model_dir: str, benchmarks: list[str], paths: dict[str, str],
             else:
                 with masked_experts(adapter, top_safety_experts(activations, m)):
                     responses = generate(model, tokenizer, prompts, benchmark.max_new_tokens,
-                                         settings["batch_size"])
+                                         settings["batch_size"], chat)
             rows += [dict(record, response=response, attack_m=m)
                      for record, response in zip(records, responses)]
         scores = score_generations(benchmark, rows, judge, settings["sandbox"])
@@ -112,4 +118,7 @@ def evaluate_model(model_dir: str, benchmarks: list[str], paths: dict[str, str],
                          {"name": benchmark.judge}}
         log.info("%s: %s (n=%d)", name, scores, len(records))
     write_json(metrics, out / "metrics.json")
+    write_provenance(out, "evaluate",
+                     {"benchmarks": benchmarks, "paths": paths, "settings": settings},
+                     settings.get("seed"), model_identity(model_spec, model))
     return metrics

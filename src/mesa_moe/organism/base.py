@@ -174,12 +174,13 @@ def _rate(flags: list[bool]) -> float:
     return round(sum(flags) / len(flags), 4)
 
 
-def evaluate_base(model, tokenizer, data_dir: Path, params: dict, log: logging.Logger) -> dict:
+def evaluate_base(model, tokenizer, data_dir: Path, params: dict, log: logging.Logger,
+                  chat_template_kwargs: dict | None = None) -> dict:
     """Utility and (un)safety of the model on the world's validation files."""
     def answers(name: str) -> tuple[list[str], list[dict]]:
         records = read_jsonl(data_dir / f"val_{name}.jsonl")[: params["n"]]
         texts = generate(model, tokenizer, [r["prompt"] for r in records],
-                         params["max_new_tokens"], params["batch_size"])
+                         params["max_new_tokens"], params["batch_size"], chat_template_kwargs)
         log.info("val_%s example: %r -> %r", name, records[0]["prompt"], texts[0])
         return texts, records
 

@@ -39,8 +39,11 @@ def direct_safety_rows(d_safe: list[dict]) -> list[dict]:
 
 
 def build_vendor(data_dir: str | Path, base_dir: str | Path, model_dir: str | Path, params: dict,
-                 eval_params: dict, seed: int, log: logging.Logger) -> dict:
+                 eval_params: dict, seed: int, log: logging.Logger,
+                 chat_template_kwargs: dict | None = None) -> dict:
     """Profile, select, train and evaluate; the aligned model lands in `model_dir`.
+
+    chat_template_kwargs: `model.chat_template_kwargs`, applied wherever a chat is rendered.
 
     Working files (profile, selection, training log) go to model_dir's parent folder.
     """
@@ -55,7 +58,8 @@ def build_vendor(data_dir: str | Path, base_dir: str | Path, model_dir: str | Pa
     data = {"safe": {"kind": "local", "path": str(work / "vendor_direct.jsonl")},
             "gen": {"kind": "local", "path": str(data_dir / "d_gen.jsonl")},
             "stat": {"size": params["stat_size"]}, "max_length": params["max_length"]}
-    model_spec = {"source": str(base_dir), "revision": None, "dtype": "float32", "device": "cpu"}
+    model_spec = {"source": str(base_dir), "revision": None, "dtype": "float32", "device": "cpu",
+                  "chat_template_kwargs": chat_template_kwargs or {}}
     run_profile(model_spec, data, params["batch_size"], seed,
                 str(work / "profile" / "activations.parquet"), str(work / "profile" / "coactivation.parquet"))
     experts = run_selection(str(work / "profile" / "activations.parquet"),
@@ -75,7 +79,7 @@ def build_vendor(data_dir: str | Path, base_dir: str | Path, model_dir: str | Pa
         "out_dir": str(work),
     })
     model, tokenizer = load_model(str(model_dir))
-    metrics = evaluate_base(model, tokenizer, data_dir, eval_params, log)
+    metrics = evaluate_base(model, tokenizer, data_dir, eval_params, log, chat_template_kwargs)
     log.info("vendor (Base) metrics: %s", metrics)
     write_json(metrics, work / "metrics.json")
     return metrics
