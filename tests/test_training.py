@@ -225,3 +225,52 @@ def test_checkpoint_of_another_run_is_refused(train_spec):
     train(spec | {"stop_after": 2})
     with pytest.raises(ValueError, match="belongs to another run"):
         train(spec | {"training": spec["training"] | {"lr": 5e-3}})
+
+
+class FirstStepGradients(Exception):
+    """Raised by RecordingAdamW at the first optimiser step, carrying the gradients it saw."""
+
+
+class RecordingAdamW(torch.optim.AdamW):
+    def step(self, closure=None):
+        raise FirstStepGradients([p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                                  for group in self.param_groups for p in group["params"]])
+
+
+class OffReferenceTap(RouterTap):
+    """A tap whose reference routers differ from the starting ones (as after some training), so
+    that the general flow has a gradient at the first step."""
+
+    def __init__(self, adapter):
+        super().__init__(adapter)
+        generator = torch.Generator().manual_seed(0)
+        for weight in self.frozen_weights.values():
+            weight.add_(0.5 * torch.randn(weight.shape, generator=generator))
+
+
+def first_step_gradients(monkeypatch, spec) -> list[torch.Tensor]:
+    monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
+    monkeypatch.setattr("mesa_moe.training.RouterTap", OffReferenceTap)
+    with pytest.raises(FirstStepGradients) as recorded:
+        train(spec)
+    return recorded.value.args[0]
+
+
+def test_gamma_weighs_both_flows_of_the_routing_loss(train_spec, monkeypatch, tiny_model_dir):
+    """The first step's gradient is ∇L_SFT + γ (∇ safety flow + ∇ general flow): linear in γ,
+    and the general flow's data changes it (it is part of the γ term)."""
+    def gradients(gamma, gen="d_gen.jsonl"):
+        spec = train_spec("mesa", steps=2, gamma=gamma, grad_clip=0)
+        spec["data"]["gen"]["path"] = str(tiny_model_dir / gen)
+        return first_step_gradients(monkeypatch, spec)
+
+    g0, g1, g2 = gradients(0.0), gradients(1.0), gradients(2.0)
+    ot_term = [b - a for a, b in zip(g0, g1)]
+    assert max(t.abs().max() for t in ot_term) > 1e-3
+    for a, c, term in zip(g0, g2, ot_term):
+        torch.testing.assert_close(c - a, 2 * term, rtol=1e-4, atol=1e-7)
+    other_gen = gradients(1.0, gen="d_safe.jsonl")
+    assert max((a - b).abs().max() for a, b in zip(g1, other_gen)) > 1e-4
+    # at γ = 0 the general flow does not count at all
+    for a, b in zip(g0, gradients(0.0, gen="d_safe.jsonl")):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
