@@ -257,20 +257,24 @@ def first_step_gradients(monkeypatch, spec) -> list[torch.Tensor]:
 
 
 def test_gamma_weighs_both_flows_of_the_routing_loss(train_spec, monkeypatch, tiny_model_dir):
-    """The first step's gradient is ∇L_SFT + γ (∇ safety flow + ∇ general flow): linear in γ,
-    and the general flow's data changes it (it is part of the γ term)."""
-    def gradients(gamma, gen="d_gen.jsonl"):
-        spec = train_spec("mesa", steps=2, gamma=gamma, grad_clip=0)
+    """The first step's gradient is ∇L_SFT + γ (∇ safety flow + ∇ general flow): linear in γ;
+    the general flow's data and the safety flow's online cost change it only through γ."""
+    def gradients(gamma, gen="d_gen.jsonl", online_cost="selected"):
+        spec = train_spec("mesa", steps=2, gamma=gamma, grad_clip=0, online_cost=online_cost)
         spec["data"]["gen"]["path"] = str(tiny_model_dir / gen)
         return first_step_gradients(monkeypatch, spec)
+
+    def differ(a, b):
+        return max((x - y).abs().max() for x, y in zip(a, b)) > 1e-4
 
     g0, g1, g2 = gradients(0.0), gradients(1.0), gradients(2.0)
     ot_term = [b - a for a, b in zip(g0, g1)]
     assert max(t.abs().max() for t in ot_term) > 1e-3
     for a, c, term in zip(g0, g2, ot_term):
         torch.testing.assert_close(c - a, 2 * term, rtol=1e-4, atol=1e-7)
-    other_gen = gradients(1.0, gen="d_safe.jsonl")
-    assert max((a - b).abs().max() for a, b in zip(g1, other_gen)) > 1e-4
-    # at γ = 0 the general flow does not count at all
-    for a, b in zip(g0, gradients(0.0, gen="d_safe.jsonl")):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert differ(g1, gradients(1.0, gen="d_safe.jsonl"))       # the general flow is in γ L_OT
+    assert differ(g1, gradients(1.0, online_cost="global"))     # so is the safety flow
+    # and at γ = 0 neither counts at all
+    for other in (gradients(0.0, gen="d_safe.jsonl"), gradients(0.0, online_cost="global")):
+        for a, b in zip(g0, other):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
