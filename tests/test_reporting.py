@@ -9,7 +9,7 @@ import matplotlib.axes
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mesa_moe.evaluation.benchmarks import METRICS, get_benchmark
@@ -106,7 +106,6 @@ def test_pareto_front_by_hand():
     assert pareto_front(np.array([0.3]), np.array([0.3])).tolist() == [True]
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=12))
 def test_pareto_front_matches_brute_force(points):
     safety = np.array([p[0] / 4 for p in points])
