@@ -190,3 +190,23 @@ def test_headline_plot_shows_the_oriented_scores(summary, tmp_path, monkeypatch)
     expected = sorted((u, s) for s, u in SCORES.values())
     np.testing.assert_allclose(sorted(zip(utility, safety)), expected)
     assert (tmp_path / "scatter.png").stat().st_size > 0
+
+
+def test_summary_records_model_and_judge(summary):
+    assert (summary.model == "tiny").all() and (summary.judge == "refusal").all()
+    assert summary.judge_model.isna().all()
+
+
+def test_runs_missing_benchmarks_stay_in_the_sweep(tmp_path):
+    paths = [
+        write_metrics(tmp_path, "mesa", "w~2", {"gsm8k": ("utility", {"exact_match": 0.5}),
+                                                 "xstest": ("overrefusal",
+                                                            {"over_refusal_rate": 0.1})}),
+        write_metrics(tmp_path, "router_only", "w~2", {"xstest": ("overrefusal",
+                                                                   {"over_refusal_rate": 0.3})}),
+    ]
+    sweep = sweep_table(summary_table("tiny", paths)).set_index("method")
+    assert sorted(sweep.index) == ["mesa", "router_only"]
+    assert sweep.loc["mesa", "utility"] == 0.5 and math.isnan(sweep.loc["mesa", "safety"])
+    assert math.isnan(sweep.loc["router_only", "utility"])
+    assert sweep.loc["router_only", "xstest:over_refusal_rate"] == pytest.approx(0.3)
