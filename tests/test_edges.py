@@ -363,3 +363,116 @@ def test_code_extraction_finds_the_function_past_the_first_line():
     assert extract_code("    return a + b\n", "def add(a, b):\n") == "def add(a, b):\n    return a + b\n"
     two = "def helper():\n    pass\n\ndef add(a, b):\n    pass\n"
     assert extract_code("x = 1\ndef add(a, b):\n    return 1\n", two).startswith(two + "\n")
+
+
+# --- second round: survivors of the first `make mutants` ---------------------------------------
+
+
+class StrictChatTokenizer:
+    """A chat template that extends the prompt (or, with `extends=False`, does not) and that
+    honours only what it is asked for: defaults differ across transformers versions."""
+
+    def __init__(self, extends=True):
+        self.extends = extends
+
+    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=False,
+                            return_dict=True):
+        ids = [1, 2, 3] if add_generation_prompt else [1, 2, 3, 4, 5]
+        if not self.extends and not add_generation_prompt:
+            ids = [1, 9, 3, 4, 5]
+        if not tokenize:
+            return "text"
+        return {"input_ids": ids} if return_dict else ids
+
+
+def test_chat_ids_asks_for_token_lists_and_checks_the_prompt_is_a_prefix():
+    from mesa_moe.data import DataError, chat_ids
+
+    assert chat_ids(StrictChatTokenizer(), "p") == ([1, 2, 3], 3)
+    assert chat_ids(StrictChatTokenizer(), "p", "r") == ([1, 2, 3, 4, 5], 3)
+    with pytest.raises(DataError, match=r"^the tokenizer's chat template does not extend the prompt "
+                                        r"with the response; response-only labels cannot be "
+                                        r"derived$"):
+        chat_ids(StrictChatTokenizer(extends=False), "p", "r")
+
+
+def test_router_tap_flattens_three_dimensional_router_inputs(tiny_model_dir):
+    """Mixtral, OLMoE and DeepSeek pass [B, S, H] hidden states to their routers."""
+    from mesa_moe.adapters import adapter_for, load_model
+    from mesa_moe.losses import RouterTap
+
+    tap = RouterTap(adapter_for(load_model(str(tiny_model_dir / "model"))[0]))
+    hidden = torch.randn(2, 5, 16)
+    tap._hook(0)(None, (hidden,), (torch.zeros(10, 6),))
+    assert torch.equal(tap.inputs[0], hidden.reshape(10, 16))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_and_ot_pick_w_in_every_layer_whatever_the_draw(seed):
+    activations, coactivation = model_tables((0, 1))
+    safe = (activations.layer == 1) & (activations.source == "safe")
+    activations.loc[safe, "freq"] = 1 / 16  # layer 1 has no safety head: its OT scores are flat
+    for selector in ("random", "ot"):
+        experts, _ = select_experts(activations, coactivation, selector, w=2, epsilon=0.5,
+                                    seed=seed)
+        assert experts.groupby("layer").selected.sum().tolist() == [2, 2], selector
+
+
+def test_esft_shares_are_fractions_of_the_layer_total():
+    assert esft_mask(esft_table([1.0, 1.0, 2.0]), 0.6).tolist() == [True, False, True]
+
+
+def test_summary_table_keeps_the_judge_model_and_its_columns_when_empty(tmp_path):
+    from mesa_moe.reporting import SUMMARY_COLUMNS, summary_table
+
+    path = tmp_path / "mesa" / "default" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"strongreject": {"kind": "safety", "n": 3, "scores": {"refusal_rate": 1.0},'
+                    ' "judge": {"name": "classifier:llama_guard", "model": "guard-1b"}}}')
+    table = summary_table("m", [str(path)])
+    assert table.judge_model.tolist() == ["guard-1b"]
+    assert table.judge.tolist() == ["classifier:llama_guard"]
+    assert list(summary_table("m", []).columns) == SUMMARY_COLUMNS
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.1])
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_transport_computes_in_float64_whatever_the_input(tau, index):
+    r, cost, reference = small_layer()
+    args = [r.astype(np.float32), cost.astype(np.float32), reference.astype(np.float32)]
+    args[0] = args[0] / args[0].sum(dtype=np.float64)
+    mixed = [a.astype(np.float64) for a in args]
+    exact = transport_plan(*mixed, 0.2, tau)
+    mixed[index] = args[index]  # one argument in float32, the same values
+    np.testing.assert_allclose(transport_plan(*mixed, 0.2, tau), exact, rtol=1e-12, atol=0)
+
+
+def test_scoring_corners_by_hand():
+    from mesa_moe.evaluation.scoring import entry_point_of, extract_final_number
+
+    assert not math_equal("(12", "1") and not math_equal("12)", "12")
+    assert normalize_math_answer("\\frac1") == "\\frac1"
+    assert normalize_math_answer("\\frac") == "\\frac"
+    assert normalize_math_answer("x") == "x" and normalize_math_answer("AX") == "AX"
+    assert extract_final_number("it is -0") == "0" and extract_final_number("-0.00") == "0"
+    assert entry_point_of("no function here") is None
+    assert extract_math_answer("the answer is 3\nthen\nmore") == " 3"
+
+
+def test_wildguard_verdict_is_the_value_after_the_first_colon():
+    judge = ClassifierJudge.__new__(ClassifierJudge)
+    judge.style = "wildguard"
+    assert not judge.parse_unsafe("Harmful response: no: fine")
+
+
+def test_humaneval_pass_at_1_from_the_sandbox():
+    from mesa_moe.evaluation.benchmarks import get_benchmark, load_benchmark
+    from mesa_moe.evaluation.judges import RefusalJudge
+    from mesa_moe.evaluation.runner import score_generations
+
+    records = load_benchmark("humaneval")[:2]
+    rows = [dict(records[0], response=records[0]["reference"]["canonical_solution"]),
+            dict(records[1], response="    return None\n")]
+    sandbox = {"timeout_s": 5.0, "memory_mb": 512, "workers": 1}
+    assert score_generations(get_benchmark("humaneval"), rows, RefusalJudge(), sandbox) == \
+        {"pass@1": 0.5}
