@@ -439,8 +439,8 @@ def test_summary_table_keeps_the_judge_model_and_its_columns_when_empty(tmp_path
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_transport_computes_in_float64_whatever_the_input(tau, index):
     r, cost, reference = small_layer()
-    args = [r.astype(np.float32), cost.astype(np.float32), reference.astype(np.float32)]
-    args[0] = args[0] / args[0].sum(dtype=np.float64)
+    args = [(r / r.sum()).astype(np.float32), cost.astype(np.float32),
+            reference.astype(np.float32)]
     mixed = [a.astype(np.float64) for a in args]
     exact = transport_plan(*mixed, 0.2, tau)
     mixed[index] = args[index]  # one argument in float32, the same values
