@@ -1,5 +1,6 @@
 """The mutation score of `make mutants`: mutmut's verdicts on the mutants in scope, less the ones
-docs/mutants.md lists as equivalent (a backticked mutant name at the start of a table row).
+docs/mutants.md lists as equivalent (a backticked mutant name opening a table row; survivors
+that are not equivalent open a list item).
 
     python tests/mutation_score.py docs/mutants.md PATTERN...   (PATTERN: fnmatch on names)
 """
@@ -22,24 +23,28 @@ def verdicts(patterns: list[str]) -> dict[str, str]:
             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)}
 
 
-def listed_equivalent(doc: Path) -> set[str]:
-    return set(re.findall(r"^\| `([\w.ǁ]+__mutmut_\d+)`", doc.read_text(), re.MULTILINE))
+def listed(doc: Path, start: str) -> set[str]:
+    """Mutant names opening a line with `start` (a table row "| " or a list item "- ")."""
+    return set(re.findall(rf"^{re.escape(start)}`([\w.ǁ]+__mutmut_\d+)`", doc.read_text(),
+                          re.MULTILINE))
 
 
 def main(doc: str, *patterns: str) -> None:
     results = verdicts(list(patterns))
-    equivalent = listed_equivalent(Path(doc))
+    equivalent, explained = listed(Path(doc), "| "), listed(Path(doc), "- ")
     counts = Counter(results.values())
     undetected = sorted(name for name, status in results.items() if status not in DETECTED)
-    unexplained = [name for name in undetected if name not in equivalent]
+    unexplained = [name for name in undetected if name not in equivalent | explained]
     killed = sum(counts[status] for status in DETECTED)
     judged = len(results) - len(equivalent & set(results))
     print(f"mutants in scope: {len(results)} ({dict(counts)})")
     print(f"listed as equivalent in {doc}: {len(equivalent & set(results))}")
     print(f"mutation score: {killed}/{judged} = {100 * killed / max(judged, 1):.1f}% of "
           f"non-equivalent mutants killed")
+    print(f"surviving, not equivalent: {len(undetected) - len(equivalent & set(undetected))} "
+          f"(listed with why: {len(explained & set(undetected))})")
     if unexplained:
-        print(f"{len(unexplained)} surviving mutant(s) neither killed nor listed "
+        print(f"{len(unexplained)} surviving mutant(s) not listed in {doc} "
               f"(`mutmut show NAME`):")
         print("\n".join(f"  {name} ({results[name]})" for name in unexplained))
     if counts["not checked"]:
