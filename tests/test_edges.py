@@ -59,12 +59,14 @@ def test_transport_defaults_and_float64():
 
 def test_transport_input_errors_are_named():
     r, cost, reference = small_layer()
-    with pytest.raises(ValueError, match=r"^shapes disagree: r \(4,\), M \(3, 3\), P_emp \(4, 4\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^shapes disagree: r \(4,\), M \(3, 3\), P_emp \(4, 4\)$"):
         transport_plan(r, cost[:3, :3], reference, 0.2)
     with pytest.raises(ValueError, match=r"shapes disagree.*P_emp \(3, 3\)$"):
         transport_plan(r, cost, reference[:3, :3], 0.2)
     for epsilon, tau in ((0.0, 0.1), (-1.0, 0.0), (0.2, -0.1)):
-        with pytest.raises(ValueError, match=rf"^need ε > 0 and τ ≥ 0, got ε={epsilon}, τ={tau}$"):
+        with pytest.raises(ValueError,
+                           match=rf"^need ε > 0 and τ ≥ 0, got ε={epsilon}, τ={tau}$"):
             transport_plan(r, cost, reference, epsilon, tau)
     with pytest.raises(ValueError, match=r"^source marginal r must be a distribution \(sum 1.0"):
         transport_plan(np.array([0.6, 0.6, -0.2, 0.0]), cost, reference, 0.2)
@@ -90,8 +92,8 @@ def test_sinkhorn_errors_name_the_fix():
     with pytest.raises(TransportError, match=r"did not converge in 2 iterations at ε=0.2, τ=1.0 "
                                              r"\(error .* > 1e-09\); raise selection.max_iter"):
         transport_plan(r, cost, reference, 0.2, 1.0, max_iter=2)
-    with pytest.raises(TransportError, match=r"^Sinkhorn failed at ε=0.0001, τ=0.1: .*; the kernel "
-                                             r"exp\(-M/ε\) underflows: use a larger "
+    with pytest.raises(TransportError, match=r"^Sinkhorn failed at ε=0.0001, τ=0.1: .*; the "
+                                             r"kernel exp\(-M/ε\) underflows: use a larger "
                                              r"selection.epsilon, or selection.tau = 0 \(closed "
                                              r"form\)$"):
         transport_plan(r, np.tile(normalised_cost(100.0 * np.arange(4) / 4) * 50, (4, 1)),
@@ -230,7 +232,8 @@ def test_esft_keeps_the_fewest_experts_reaching_top_p():
     assert esft_mask(esft_table([2.0, 1.0, 1.0]), 0.5).tolist() == [True, False, False]
     assert esft_mask(esft_table([0.25, 0.5, 0.25]), 1.0).all()
     for top_p in (0.0, 1.5):
-        with pytest.raises(ValueError, match=rf"^selection.esft_top_p must be in \(0, 1\], got {top_p}$"):
+        with pytest.raises(ValueError,
+                           match=rf"^selection.esft_top_p must be in \(0, 1\], got {top_p}$"):
             esft_mask(esft_table([0.5, 0.5]), top_p)
 
 
@@ -360,7 +363,8 @@ def test_code_extraction_finds_the_function_past_the_first_line():
     other_first = ("```python\nprint(1)\n```\n```python\nimport os\ndef add(a, b):\n"
                    "    return a + b\n```")
     assert "return a + b" in extract_code(other_first, prompt)
-    assert extract_code("    return a + b\n", "def add(a, b):\n") == "def add(a, b):\n    return a + b\n"
+    body = extract_code("    return a + b\n", "def add(a, b):\n")
+    assert body == "def add(a, b):\n    return a + b\n"
     two = "def helper():\n    pass\n\ndef add(a, b):\n    pass\n"
     assert extract_code("x = 1\ndef add(a, b):\n    return 1\n", two).startswith(two + "\n")
 
@@ -390,9 +394,9 @@ def test_chat_ids_asks_for_token_lists_and_checks_the_prompt_is_a_prefix():
 
     assert chat_ids(StrictChatTokenizer(), "p") == ([1, 2, 3], 3)
     assert chat_ids(StrictChatTokenizer(), "p", "r") == ([1, 2, 3, 4, 5], 3)
-    with pytest.raises(DataError, match=r"^the tokenizer's chat template does not extend the prompt "
-                                        r"with the response; response-only labels cannot be "
-                                        r"derived$"):
+    with pytest.raises(DataError, match=r"^the tokenizer's chat template does not extend the "
+                                        r"prompt with the response; response-only labels "
+                                        r"cannot be derived$"):
         chat_ids(StrictChatTokenizer(extends=False), "p", "r")
 
 

@@ -125,8 +125,8 @@ def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_di
             expected = {"exact_match": np.mean([last_number(row["response"])
                                                 == last_number(row["reference"]) for row in rows])}
         elif name == "organism_listops":
-            expected = {"exact_match": np.mean([" ".join(row["response"].split())
-                                                == " ".join(row["reference"].split()) for row in rows])}
+            expected = {"exact_match": np.mean([row["response"].split() == row["reference"].split()
+                                                for row in rows])}
         else:
             metric = {"organism_benign": "over_refusal_rate"}.get(name, "refusal_rate")
             expected = {metric: np.mean(refused)}

@@ -106,15 +106,15 @@ def test_routing_loss_equals_an_independent_computation(moved, flow):
     # padding tokens are not part of the mean, and the mean is over tokens, not rows
     with_padding = expected_flow(inputs, original, current, torch.ones_like(mask), costs)
     assert abs(with_padding - expected) > 1e-3 * expected
-    rows = np.mean([expected_flow(inputs, original, current, mask * (torch.arange(3) == row)[:, None],
-                                  costs) for row in range(3)])
+    one_row = [mask * (torch.arange(3) == row)[:, None] for row in range(3)]
+    rows = np.mean([expected_flow(inputs, original, current, m, costs) for m in one_row])
     assert abs(rows - expected) > 1e-4 * expected
 
 
 def test_safety_flow_target_moves_mass_onto_the_selected_experts():
     generator = torch.Generator().manual_seed(3)
-    reference = torch.softmax(torch.randn(20, NUM_EXPERTS, generator=generator, dtype=torch.float64),
-                              dim=-1)
+    logits = torch.randn(20, NUM_EXPERTS, generator=generator, dtype=torch.float64)
+    reference = torch.softmax(logits, dim=-1)
     cost = torch.tensor(cost_vector([1, 4]))
     for epsilon in (0.05, 0.3, 2.0):
         target = safety_target(reference, cost, epsilon)
@@ -188,7 +188,8 @@ def test_routing_loss_gradient_flows_through_the_current_routing_only(moved, flo
             torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-7, msg=name)
     received = {n for n, e in zip(names, expected) if e is not None and torch.count_nonzero(e)}
     assert {f"model.layers.{layer}.mlp.gate.weight" for layer in MOE_LAYERS} <= received
-    assert "lm_head.weight" not in received and not any("layers.2.mlp.experts" in n for n in received)
+    assert "lm_head.weight" not in received
+    assert not any("layers.2.mlp.experts" in name for name in received)
     assert all(w.grad is None and not w.requires_grad for w in tap.frozen_weights.values())
 
 
@@ -223,7 +224,8 @@ def test_base_forward_reference_is_the_starting_model_on_its_own_hidden_states(t
         weight = router(pristine, layer).weight.double()
         starting = torch.softmax(pristine_inputs[layer].double() @ weight.T, -1)
         torch.testing.assert_close(references[layer].double(), starting, rtol=1e-5, atol=1e-6)
-        routing = torch.log_softmax(tap.inputs[layer].double() @ router(model, layer).weight.double().T, -1)
+        current = router(model, layer).weight.double()
+        routing = torch.log_softmax(tap.inputs[layer].double() @ current.T, -1)
         per_layer.append((starting * (torch.log(starting) - routing)).sum(1)[real].mean())
     # the frozen-router reference of layer 2 differs: it sees the trained hidden states
     assert not torch.allclose(tap.frozen_router_reference(2), references[2], atol=1e-3)
@@ -286,7 +288,8 @@ def test_labels_mask_the_prompt_and_are_truncated_with_the_input(tokenizer):
     for max_length in (1000, n_prompt + 3, n_prompt, n_prompt - 2):
         [encoded] = encode_pairs(tokenizer, [{"prompt": prompt, "response": response}], max_length)
         assert encoded["input_ids"] == full[:max_length]
-        assert encoded["labels"] == [IGNORE_INDEX] * min(n_prompt, max_length) + full[n_prompt:max_length]
+        prompt_part = [IGNORE_INDEX] * min(n_prompt, max_length)
+        assert encoded["labels"] == prompt_part + full[n_prompt:max_length]
     [encoded] = encode_pairs(tokenizer, [{"prompt": prompt, "response": response}], 1000)
     learnt = [t for t in encoded["labels"] if t != IGNORE_INDEX]
     assert response in tokenizer.decode(learnt) and "lock" not in tokenizer.decode(learnt)

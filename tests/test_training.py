@@ -257,7 +257,7 @@ def first_step_gradients(monkeypatch, spec) -> list[torch.Tensor]:
 
 
 def test_gamma_weighs_both_flows_of_the_routing_loss(train_spec, monkeypatch, tiny_model_dir):
-    """The first step's gradient is ∇L_SFT + γ (∇ safety flow + ∇ general flow): linear in γ;
+    """The first step's gradient is ∇L_SFT + γ (∇ safety flow + ∇ general flow), linear in γ;
     the general flow's data and the safety flow's online cost change it only through γ."""
     def gradients(gamma, gen="d_gen.jsonl", online_cost="selected"):
         spec = train_spec("mesa", steps=2, gamma=gamma, grad_clip=0, online_cost=online_cost)
