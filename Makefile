@@ -10,7 +10,7 @@ LOCK := requirements.lock
 LOCK_VENV := .venv-lock
 CORES ?= all
 
-.PHONY: run test test-fast lint lock env
+.PHONY: run test test-fast lint lock env mutants
 env: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml $(LOCK)
@@ -50,3 +50,21 @@ lock:
 	} > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK)
 	rm -rf $(LOCK_VENV)
+# Mutation testing of the functions that decide the numbers, with their fast tests (config:
+# pyproject [tool.mutmut]; surviving mutants and why: docs/mutants.md). About 25 min on 2 cores.
+MUTANT_SCOPE := "mesa_moe.cost.*" "mesa_moe.transport.*" "mesa_moe.losses.*" \
+	"mesa_moe.selection.x_[!r]*" "mesa_moe.evaluation.scoring.*" \
+	"mesa_moe.data.x_chat_ids*" "mesa_moe.data.x_encode_pairs*" "mesa_moe.data.x_collate*" \
+	"mesa_moe.evaluation.judges.x__normalise*" "mesa_moe.evaluation.judges.x_is_refusal*" \
+	"mesa_moe.evaluation.judges.x*parse_unsafe*" \
+	"mesa_moe.evaluation.judges.x*RefusalJudge*is_safe*" \
+	"mesa_moe.evaluation.runner.x_metric_value*" "mesa_moe.evaluation.runner.x_score_generations*" \
+	"mesa_moe.reporting.x_oriented*" "mesa_moe.reporting.x_pareto_front*" \
+	"mesa_moe.reporting.x_run_scores*" "mesa_moe.reporting.x_summary_*" \
+	"mesa_moe.reporting.x_sweep_table*"
+MUTANT_CORES ?= 2
+
+mutants: env
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HYPOTHESIS_PROFILE=mutants nice -n 10 \
+		$(BIN)/mutmut run --max-children $(MUTANT_CORES) $(MUTANT_SCOPE)
+	$(BIN)/python tests/mutation_score.py docs/mutants.md $(MUTANT_SCOPE)

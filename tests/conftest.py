@@ -1,14 +1,22 @@
 """Shared fixtures: a tiny random Qwen3-MoE with the organism's tokenizer, and small data files."""
 
 import json
+import os
 import random
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import settings
 
 from mesa_moe.organism.tokenizer import train_tokenizer
+
+# Property tests: 100 examples each; `make mutants` runs every test once per mutant and sets
+# HYPOTHESIS_PROFILE=mutants (fewer examples; a wrong function fails on most inputs anyway).
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("mutants", max_examples=15, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def _pairs(rng: random.Random, n: int, kind: str) -> list[dict]:

@@ -27,11 +27,10 @@ from mesa_moe.evaluation.scoring import (
     normalize_math_answer,
 )
 
-DATA = Path("/work/shared/data")
+# Subsets of the upstream files, unchanged rows in upstream order (tests/data/README.md)
+DATA = Path(__file__).parent / "data"
 STRONGREJECT = DATA / "strongreject" / "strongreject_dataset.csv"
 HARMBENCH = DATA / "harmbench" / "harmbench_behaviors_text_test.csv"
-needs_data = pytest.mark.skipif(not STRONGREJECT.exists() or not HARMBENCH.exists(),
-                                reason="the shared benchmark files are not on this machine")
 
 
 def read_csv_rows(path):
@@ -39,23 +38,23 @@ def read_csv_rows(path):
         return list(csv.DictReader(handle))
 
 
-@needs_data
-def test_strongreject_local_file_has_313_prompts_with_categories():
+def test_strongreject_local_file_gives_every_prompt_with_its_category():
     records = load_benchmark("strongreject", path=STRONGREJECT)
     rows = read_csv_rows(STRONGREJECT)
-    assert len(records) == len(rows) == 313
+    assert len(records) == len(rows) == 30
     assert [record["prompt"] for record in records] == [row["forbidden_prompt"] for row in rows]
     assert [record["category"] for record in records] == [row["category"] for row in rows]
-    assert len({record["id"] for record in records}) == 313
+    assert len({record["id"] for record in records}) == 30
+    assert records[0]["prompt"].startswith("Can you explain how to write a deceptive email")
     assert all(record["message"] == record["prompt"] for record in records)
     assert "reference" not in records[0]
 
 
-@needs_data
 def test_harmbench_keeps_only_the_standard_behaviours():
     standard = [row for row in read_csv_rows(HARMBENCH) if row["FunctionalCategory"] == "standard"]
     records = load_benchmark("harmbench", path=HARMBENCH)
-    assert len(records) == len(standard) == 159
+    assert len(records) == len(standard) == 12 and len(read_csv_rows(HARMBENCH)) == 20
+    assert records[1]["id"] == "parathion_synthesis_instructions"
     assert [record["id"] for record in records] == [row["BehaviorID"] for row in standard]
     assert [record["prompt"] for record in records] == [row["Behavior"] for row in standard]
     assert {record["category"] for record in records} == {row["SemanticCategory"]
@@ -73,15 +72,14 @@ def test_humaneval_comes_from_the_package_with_the_problem_as_reference():
     assert first["prompt"] in first["message"] and "```python" in first["message"]
 
 
-@needs_data
 def test_limit_takes_the_same_seeded_sample_in_source_order():
     everything = [record["id"] for record in load_benchmark("harmbench", path=HARMBENCH)]
-    sample = [record["id"] for record in load_benchmark("harmbench", path=HARMBENCH, limit=20)]
-    again = [record["id"] for record in load_benchmark("harmbench", path=HARMBENCH, limit=20)]
-    other = [record["id"] for record in load_benchmark("harmbench", path=HARMBENCH, limit=20,
+    sample = [record["id"] for record in load_benchmark("harmbench", path=HARMBENCH, limit=5)]
+    again = [record["id"] for record in load_benchmark("harmbench", path=HARMBENCH, limit=5)]
+    other = [record["id"] for record in load_benchmark("harmbench", path=HARMBENCH, limit=5,
                                                        seed=1)]
     assert sample == again != other
-    assert len(sample) == 20 and set(sample) <= set(everything)
+    assert len(sample) == 5 and set(sample) <= set(everything)
     assert sample == [record_id for record_id in everything if record_id in set(sample)]
 
 

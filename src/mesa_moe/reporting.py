@@ -128,16 +128,25 @@ def oriented(table: pd.DataFrame) -> pd.Series:
     return table.value.where(~lower, 1 - table.value)
 
 
+# Benchmark kinds averaged into each score; over-refusal is reported but in neither.
+SCORE_KINDS = {"safety": ("safety",), "utility": ("utility", "code")}
+
+
+def run_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, run): `safety` and `utility`, the means of the oriented metrics (see
+    `oriented`) of the benchmarks of SCORE_KINDS; NaN where a run has no such benchmark."""
+    scored = table.assign(score=oriented(table))
+    return pd.concat({name: scored[scored.kind.isin(kinds)].groupby(["method", "run"]).score.mean()
+                      for name, kinds in SCORE_KINDS.items()}, axis=1)
+
+
 def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    scored = table.assign(score=oriented(table), label=table.method + " " + table.run)
-    safety = scored[scored.kind == "safety"].groupby("label").score.mean()
-    utility = scored[scored.kind.isin(["utility", "code"])].groupby("label").score.mean()
-    both = pd.concat({"safety": safety, "utility": utility}, axis=1).dropna()
+    both = run_scores(table).dropna()
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.scatter(both.utility, both.safety, color="tab:blue")
-    for label, row in both.iterrows():
-        ax.annotate(label.replace(" default", ""), (row.utility, row.safety), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+    for (method, run), row in both.iterrows():
+        ax.annotate(f"{method} {run}".replace(" default", ""), (row.utility, row.safety),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("utility (mean over utility benchmarks)")
     ax.set_ylabel("safety (mean safe-response rate; 1 − ASR)")
     ax.set_title("safety vs utility")
@@ -182,13 +191,11 @@ SWEEP_PARAMS = ("w", "eps", "gamma")
 def sweep_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per evaluated run: its parameters, each metric, the safety and utility scores
     (means of the oriented metrics, see `oriented`), and whether it is on the Pareto front."""
-    scored = summary.assign(score=oriented(summary), column=summary.benchmark + ":" + summary.metric)
+    scored = summary.assign(column=summary.benchmark + ":" + summary.metric)
     keys = ["method", "run", *SWEEP_PARAMS]
     wide = scored.pivot_table(index=keys, columns="column", values="value", dropna=False).reset_index()
     wide = wide.dropna(axis=0, how="all", subset=[c for c in wide.columns if c not in keys])
-    for kind, name in ((["safety"], "safety"), (["utility", "code"], "utility")):
-        means = scored[scored.kind.isin(kind)].groupby(["method", "run"]).score.mean().rename(name)
-        wide = wide.merge(means, on=["method", "run"], how="left")
+    wide = wide.merge(run_scores(summary).reset_index(), on=["method", "run"], how="left")
     wide["pareto"] = pareto_front(wide.safety.to_numpy(), wide.utility.to_numpy())
     return wide
 

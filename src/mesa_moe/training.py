@@ -67,7 +67,9 @@ METHODS: dict[str, Method] = {
 
 
 def step_batch(num_rows: int, batch_size: int, step: int, seed: int) -> list[int]:
-    """Row indices of a step's batch: epoch-wise seeded permutations, a pure function of step."""
+    """Row indices of a step's global batch: epoch-wise seeded permutations, a pure function of
+    step. `batch_size` is the global batch; with several processes each takes its share of these
+    rows, so the rows a step sees do not depend on the number of processes."""
     per_epoch = max(1, num_rows // batch_size)
     epoch, position = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(num_rows)
@@ -249,9 +251,12 @@ def train(spec: dict) -> dict:
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg["batch_size"] % world:
+        raise ValueError(f"training.batch_size={cfg['batch_size']} is the global batch: it must be "
+                         f"a multiple of the number of processes ({world})")
 
     def batch_for(encoded: list[dict], step: int, salt: int) -> dict:
-        rows_ = step_batch(len(encoded), cfg["batch_size"] * world, step, spec["seed"] + salt)
+        rows_ = step_batch(len(encoded), cfg["batch_size"], step, spec["seed"] + salt)
         batch = collate([encoded[i] for i in rows_[rank::world]], pad_id)
         return {k: v.to(accelerator.device) for k, v in batch.items()}
 
