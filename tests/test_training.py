@@ -359,8 +359,9 @@ class OffReferenceTap(RouterTap):
     def __init__(self, adapter):
         super().__init__(adapter)
         generator = torch.Generator().manual_seed(0)
-        for weight in self.frozen_weights.values():
-            weight.add_(0.5 * torch.randn(weight.shape, generator=generator))
+        for weights in self.frozen_weights.values():
+            for weight in weights:
+                weight.add_(0.5 * torch.randn(weight.shape, generator=generator))
 
 
 def first_step_gradients(monkeypatch, spec) -> list[torch.Tensor]:
