@@ -72,20 +72,21 @@ def rescore(generations_path: str | Path, judge: Judge, sandbox: dict) -> dict[s
 
 
 def evaluate_model(model_dir: str, benchmarks: list[str], paths: dict[str, str], settings: dict,
-                   stat_path: str, out_dir: str) -> dict:
-    """Every benchmark on one model; metrics.json, generations/, activations and sparsity tables.
+                   stat_path: str, metrics_path: str, generations_dir: str, activations_path: str,
+                   sparsity_path: str) -> dict:
+    """Every benchmark on one model: the metrics, one generations file per benchmark in
+    `generations_dir`, the model's routing on D_stat and its safety sparsity.
 
     settings: limit, batch_size, seed, max_length, attack_m, judge {...}, sandbox {...}.
     """
-    out = Path(out_dir)
     judge = make_judge(settings["judge"])  # a classifier judge loads before any generation
     model, tokenizer = load_model(model_dir)
     adapter = adapter_for(model)
     counts = profile_routing(model, tokenizer, adapter, read_jsonl(stat_path), settings["batch_size"],
                              settings["max_length"])
     activations = activation_table(counts, adapter.top_k)
-    write_parquet(activations, out / "activations.parquet")
-    write_parquet(safety_sparsity(activations), out / "sparsity.parquet")
+    write_parquet(activations, activations_path)
+    write_parquet(safety_sparsity(activations), sparsity_path)
 
     metrics = {}
     for name in benchmarks:
@@ -99,10 +100,10 @@ def evaluate_model(model_dir: str, benchmarks: list[str], paths: dict[str, str],
             rows += [dict(record, response=response, attack_m=m)
                      for record, response in zip(records, responses)]
         scores = score_generations(benchmark, rows, judge, settings["sandbox"])
-        write_jsonl(rows, out / "generations" / f"{name}.jsonl")
+        write_jsonl(rows, Path(generations_dir) / f"{name}.jsonl")
         metrics[name] = {"kind": benchmark.kind, "n": len(records), "scores": scores,
                          "judge": judge.describe() if benchmark.kind == "safety" else
                          {"name": benchmark.judge}}
         log.info("%s: %s (n=%d)", name, scores, len(records))
-    write_json(metrics, out / "metrics.json")
+    write_json(metrics, metrics_path)
     return metrics
