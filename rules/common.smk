@@ -87,6 +87,12 @@ def resolved_data(*names):
     return canonical(data)
 
 
+def profile_data():
+    return resolved_data("safe", "gen") | canonical(
+        {key: config["data"][key] for key in ("stat", "max_length")}
+    )
+
+
 def data_input(wildcards):
     return (
         {"data": f"{ORGANISM_DIR}/data"}
@@ -104,7 +110,9 @@ if ORGANISM:
             f"> organism.model.num_experts ({NUM_EXPERTS})"
         )
 else:
-    ARCHITECTURE = model_architecture(config["model"]["source"], config["model"]["revision"])
+    ARCHITECTURE = model_architecture(
+        config["model"]["source"], config["model"]["revision"]
+    )
     NUM_EXPERTS = ARCHITECTURE and ARCHITECTURE["num_experts"]
 for w in SELECTION["w"]:
     if NUM_EXPERTS and w > NUM_EXPERTS:
@@ -117,10 +125,13 @@ for name in ("safe", "gen"):
         read_local_table(config["data"][name]["path"], f"data.{name}")
 for name, path in EVALUATION["paths"].items():
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        raise ConfigError(f"config key evaluation.paths.{name}: {path} is missing or empty")
+        raise ConfigError(
+            f"config key evaluation.paths.{name}: {path} is missing or empty"
+        )
 import_plugins(EVALUATION["plugins"], os.getcwd())
+# an unknown benchmark name stops the workflow here, naming the known ones
 for name in EVALUATION["benchmarks"]:
-    get_benchmark(name)  # an unknown name stops the workflow here, naming the known ones
+    get_benchmark(name)
 
 
 # Selection: which settings each selector reads (a change re-runs only the selectors it concerns).
@@ -138,7 +149,9 @@ SELECTOR_SETTINGS = {
 def selection_params(selector, run):
     """select_experts' keyword arguments: the run's own (w, ε, p) and the selector's settings."""
     names = {"w": "w", "eps": "epsilon", "p": "esft_top_p"}
-    settings = {key: SELECTION[key] for key in SELECTOR_SETTINGS[selector] if key != "seed"}
+    settings = {
+        key: SELECTION[key] for key in SELECTOR_SETTINGS[selector] if key != "seed"
+    }
     if "seed" in SELECTOR_SETTINGS[selector]:
         settings["seed"] = SEED
     return canonical(
@@ -157,7 +170,7 @@ def baseline_runs(selector):
 def selection_outputs():
     ot = expand(f"{OT_DIR}/experts.parquet", w=SELECTION["w"], eps=SELECTION["epsilon"])
     baselines = [
-        SELECT_DIR.format(selector=selector, run=run) + "/experts.parquet"
+        f"{SELECT_DIR.format(selector=selector, run=run)}/experts.parquet"
         for selector in SELECTION["selectors"]
         for run in baseline_runs(selector)
     ]
@@ -166,7 +179,11 @@ def selection_outputs():
 
 # Training: the methods (mesa_moe.methods) name the parameters of their run folders.
 TRAIN_METHODS = TRAINING["methods"]
-RUN_VALUES = {"w": SELECTION["w"], "eps": SELECTION["epsilon"], "gamma": TRAINING["gamma"]}
+RUN_VALUES = {
+    "w": SELECTION["w"],
+    "eps": SELECTION["epsilon"],
+    "gamma": TRAINING["gamma"],
+}
 
 
 def train_runs(method):
@@ -179,7 +196,7 @@ def train_runs(method):
 
 def train_outputs():
     return [
-        TRAIN_DIR.format(method=method, run=run) + "/model"
+        f"{TRAIN_DIR.format(method=method, run=run)}/model"
         for method in TRAIN_METHODS
         for run in train_runs(method)
     ]
@@ -189,8 +206,10 @@ def selection_file(method, run):
     selector = METHODS[method].selector
     params = parse_run(run)
     if selector == "ot":
-        return OT_DIR.format(w=params["w"], eps=params["eps"]) + "/experts.parquet"
-    return SELECT_DIR.format(selector=selector, run=format_run(w=params["w"])) + "/experts.parquet"
+        folder = OT_DIR.format(w=params["w"], eps=params["eps"])
+    else:
+        folder = SELECT_DIR.format(selector=selector, run=format_run(w=params["w"]))
+    return f"{folder}/experts.parquet"
 
 
 def train_input(wildcards):
@@ -228,7 +247,9 @@ def train_output(folder, model=None):
     """The train rule's outputs: RUN_FILES in `folder` but the checkpoints (a job's scratch);
     the model folder at `model` when given."""
     outputs = {
-        key: f"{folder}/{name}" for key, name in RUN_FILES.items() if key != "checkpoints"
+        key: f"{folder}/{name}"
+        for key, name in RUN_FILES.items()
+        if key != "checkpoints"
     }
     return outputs | {"model": directory(model or outputs["model"])}
 
@@ -243,7 +264,7 @@ def evaluation_runs():
 
 def evaluation_outputs(name):
     return [
-        EVAL_DIR.format(method=method, run=run) + f"/{name}"
+        f"{EVAL_DIR.format(method=method, run=run)}/{name}"
         for method, run in evaluation_runs()
     ]
 
@@ -251,7 +272,7 @@ def evaluation_outputs(name):
 def evaluated_model(wildcards):
     if wildcards.method == BASE:
         return base_model_dir()
-    return TRAIN_DIR.format(method=wildcards.method, run=wildcards.run) + "/model"
+    return f"{TRAIN_DIR.format(method=wildcards.method, run=wildcards.run)}/model"
 
 
 def evaluate_input(wildcards):

@@ -1,12 +1,6 @@
 # Routing statistics of the base model on D_stat (docs/method.md, "Profile").
 
 
-def profile_data():
-    return resolved_data("safe", "gen") | canonical(
-        {key: config["data"][key] for key in ("stat", "max_length")}
-    )
-
-
 rule profile:
     input:
         unpack(model_input),

@@ -42,7 +42,9 @@ rule select_baseline:
     benchmark:
         benchmark_file("select_baseline", "selector", "run")
     wildcard_constraints:
-        selector="|".join(selector for selector in SELECTOR_SETTINGS if selector != "ot"),
+        selector="|".join(
+            selector for selector in SELECTOR_SETTINGS if selector != "ot"
+        ),
     conda:
         "../envs/mesa.yaml"
     threads: 1
