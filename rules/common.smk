@@ -46,10 +46,9 @@ wildcard_constraints:
     eps=r"[0-9.eE+-]+",
 
 
-def benchmark_file(rule, *wildcards):
-    """results/<model>/benchmarks/<rule>/<wildcards joined by _, or default>.tsv"""
-    name = "_".join(f"{{{wildcard}}}" for wildcard in wildcards) or "default"
-    return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"
+def benchmark_file(rule, *names):
+    """results/<model>/benchmarks/<rule>/<names joined by _, or default>.tsv"""
+    return f"{RESULTS}/benchmarks/{rule}/{'_'.join(names) or 'default'}.tsv"
 
 
 def organism_sections(*keys):

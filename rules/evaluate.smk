@@ -18,7 +18,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/{{method}}/{{run}}.log",
     benchmark:
-        benchmark_file("evaluate", "method", "run")
+        benchmark_file("evaluate", "{method}", "{run}")
     wildcard_constraints:
         method="|".join([BASE, *TRAIN_METHODS]),
     conda:

@@ -15,7 +15,7 @@ rule select:
     log:
         f"{LOGS}/select/ot/{OT_RUN}.log",
     benchmark:
-        benchmark_file("select", "w", "eps")
+        benchmark_file("select", OT_RUN)
     conda:
         "../envs/mesa.yaml"
     threads: 1
@@ -40,7 +40,7 @@ rule select_baseline:
     log:
         f"{LOGS}/select/{{selector}}/{{run}}.log",
     benchmark:
-        benchmark_file("select_baseline", "selector", "run")
+        benchmark_file("select_baseline", "{selector}", "{run}")
     wildcard_constraints:
         selector="|".join(
             selector for selector in SELECTOR_SETTINGS if selector != "ot"

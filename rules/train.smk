@@ -10,7 +10,7 @@ rule train:
     log:
         f"{LOGS}/train/{{method}}/{{run}}.log",
     benchmark:
-        benchmark_file("train", "method", "run")
+        benchmark_file("train", "{method}", "{run}")
     wildcard_constraints:
         method="|".join(TRAIN_METHODS),
     conda:
