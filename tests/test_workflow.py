@@ -33,8 +33,9 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subproce
     if config is not None:
         configfile = workdir / "config.yaml"
         configfile.write_text(yaml.safe_dump(config))
-    return subprocess.run(SNAKEMAKE + ["--directory", str(workdir), "--cores", "2",
-                                       "--configfile", str(configfile), *args],
+    # args first: --configfile takes every value after it
+    return subprocess.run(SNAKEMAKE + ["--directory", str(workdir), "--cores", "2", *args,
+                                       "--configfile", str(configfile)],
                           capture_output=True, text=True, timeout=1200)
 
 
