@@ -392,3 +392,19 @@ def test_example_configs_dry_run(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         jobs = planned_jobs(result.stdout + result.stderr)
         assert jobs["train"] == 8 and jobs["evaluate"] == 9 and "organism_base" not in jobs
+
+
+def test_a_failing_script_leaves_its_traceback_in_the_log(tmp_path):
+    """What workflow scripts do first: setup_logging(log). An uncaught error reaches the log."""
+    log = tmp_path / "logs" / "job.log"
+    script = ("import sys, warnings\nfrom mesa_moe.logs import setup_logging\n"
+              f"setup_logging({str(log)!r}).info('started')\n"
+              "print('progress 50%', file=sys.stderr)\nwarnings.warn('odd input')\n"
+              "raise ValueError('data.safe: bad row')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    text = log.read_text()
+    for line in ("started", "progress 50%", "odd input", "Traceback",
+                 "ValueError: data.safe: bad row"):
+        assert line in text and line in result.stderr, line
