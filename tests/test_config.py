@@ -147,3 +147,24 @@ def test_model_source_is_checked_from_config_json_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert model_architecture("Qwen/Qwen3-30B-A3B") is None  # a hub id not in the cache
+
+
+def test_data_files_are_checked_by_the_loader_itself(tmp_path):
+    """The DAG-build check and data.load_pairs share read_local_table: same errors, same lines."""
+    from mesa_moe.data import DataError, load_pairs, read_local_table
+
+    path = tmp_path / "safe.jsonl"
+    path.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": "c", "response": "d"}\n'
+                    '{"prompt": "e", "response": \n')
+    for check in (lambda: read_local_table(str(path), "data.safe"),
+                  lambda: load_pairs({"kind": "local", "path": str(path)}, "data.safe")):
+        with pytest.raises(DataError, match=r"data.safe.path: .*safe.jsonl line 4 is not JSON"):
+            check()
+    path.write_text('["a list"]\n')
+    with pytest.raises(DataError, match=r"line 1 is not a JSON object"):
+        read_local_table(str(path), "data.safe")
+    path.write_text("")
+    with pytest.raises(DataError, match=r"data.safe.path: .*safe.jsonl is empty"):
+        load_pairs({"kind": "local", "path": str(path)}, "data.safe")
+    path.write_text('{"prompt": "a", "response": "b"}\n')
+    assert load_pairs({"kind": "local", "path": str(path)}) == [{"prompt": "a", "response": "b"}]
