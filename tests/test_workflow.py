@@ -123,26 +123,23 @@ def test_selection_outputs(run):
 
 
 def changed_parameters(before: dict, after: dict) -> dict[str, set]:
-    """Which tensors (and, for fused experts, which expert slots) differ between two models."""
+    """Which routers, (layer, expert) pairs and other tensors differ between two checkpoints
+    (saved experts are per-expert tensors: model.layers.<l>.mlp.experts.<e>.<proj>.weight)."""
     changed = {"router": set(), "experts": set(), "other": set()}
     for name, tensor in before.items():
-        layer = int(name.split(".")[2]) if name.startswith("model.layers.") else None
-        if ".mlp.experts." in name:
-            diff = (after[name] != tensor).flatten(1).any(1)
-            changed["experts"] |= {(layer, int(e)) for e in diff.nonzero().flatten()}
-        elif not torch_equal(after[name], tensor):
+        if after[name].shape == tensor.shape and bool((after[name] == tensor).all()):
+            continue
+        if expert := re.match(r"model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.", name):
+            changed["experts"].add((int(expert[1]), int(expert[2])))
+        else:
             changed["router" if ".mlp.gate." in name else "other"].add(name)
     return changed
-
-
-def torch_equal(a, b) -> bool:
-    return a.shape == b.shape and bool((a == b).all())
 
 
 def test_every_method_trains_what_it_defines(run):
     """Every method of mesa_moe.methods through the workflow: the parameters that changed in its
     model are the ones its definition trains (compared with the Base it started from)."""
-    _, results = run
+    workdir, results = run
     base = load_file(results / "organism" / "vendor" / "model" / "model.safetensors")
     assert set(tiny_config()["training"]["methods"]) == set(METHODS)
     for name, method in METHODS.items():
@@ -157,7 +154,7 @@ def test_every_method_trains_what_it_defines(run):
         assert bool(changed["other"]) == method.train_everything, name
         if method.train_experts:
             spec = json.loads((runs[0] / "spec.json").read_text())
-            table = pd.read_parquet(spec["selection"])
+            table = pd.read_parquet(workdir / spec["selection"])
             selected = set(map(tuple, table[table.selected][["layer", "expert"]].to_numpy()))
             assert changed["experts"] and changed["experts"] <= selected, name
         elif method.train_all_experts or method.train_everything:
