@@ -194,7 +194,9 @@ def test_new_epsilon_reuses_the_profile(run):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout + result.stderr)
     assert jobs.get("select") == 1 and "profile" not in jobs and "organism_base" not in jobs
-    assert jobs.get("train") == 3  # mesa, experts_ot, router_only use the OT selection
+    # mesa, experts_ot, router_only train on the new OT selection; experts_cmax, experts_cmid
+    # use the new ε in L_OT
+    assert jobs.get("train") == 5
 
 
 def test_schema_error_stops_before_any_job(tmp_path):
