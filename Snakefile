@@ -1,5 +1,5 @@
 # MESA: MoE safety alignment by decentralised expertise.
-# profile -> select -> train -> evaluate -> summary -> sweep; see README.md.
+# (organism ->) profile -> select -> train -> evaluate -> summary -> sweep; see README.md.
 
 
 configfile: "config/config.yaml"
@@ -9,10 +9,10 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/organism.smk"
 include: "rules/profile.smk"
 include: "rules/select.smk"
 include: "rules/train.smk"
+include: "rules/organism.smk"
 include: "rules/evaluate.smk"
 
 
@@ -23,3 +23,4 @@ rule all:
         train_outputs(),
         rules.summary.output,
         rules.sweep.output,
+        rules.organism_vendor_eval.output if ORGANISM else [],

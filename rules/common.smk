@@ -1,17 +1,45 @@
-from pathlib import Path
+import itertools
+import os
 
-from mesa_moe.config import merge_defaults, validate_config
-from mesa_moe.organism import DEFAULTS as ORGANISM_DEFAULTS
+import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
+from mesa_moe.config import (
+    ConfigError,
+    canonical,
+    import_plugins,
+    merge_defaults,
+    model_architecture,
+    validate_config,
+)
+from mesa_moe.data import read_local_table
 from mesa_moe.evaluation.benchmarks import get_benchmark
+from mesa_moe.methods import BASE, METHODS
+from mesa_moe.organism import DEFAULTS as ORGANISM_DEFAULTS
 from mesa_moe.organism.benchmarks import FILES as ORGANISM_FILES
 from mesa_moe.runs import format_run, parse_run
+from mesa_moe.training import RUN_FILES
 
 validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
 config["organism"] = merge_defaults(ORGANISM_DEFAULTS, config["organism"], "organism")
 
-RESULTS = f"results/{config['model']['name']}"
+SEED = config["seed"]
+THREADS = config["threads"]
 ORGANISM = config["model"]["source"] == "organism"
 SELECTION = config["selection"]
+TRAINING = config["training"]
+EVALUATION = config["evaluation"]
+CHAT_KWARGS = canonical(config["model"]["chat_template_kwargs"])
+
+# Path templates: every file a job writes is named here or in its rule, never in the library.
+RESULTS = f"results/{config['model']['name']}"
+ORGANISM_DIR = f"{RESULTS}/organism"
+VENDOR_DIR = f"{ORGANISM_DIR}/vendor"
+PROFILE_DIR = f"{RESULTS}/profile"
+OT_RUN = "w~{w}_eps~{eps}"
+OT_DIR = f"{RESULTS}/select/ot/{OT_RUN}"
+SELECT_DIR = f"{RESULTS}/select/{{selector}}/{{run}}"
+TRAIN_DIR = f"{RESULTS}/train/{{method}}/{{run}}"
+EVAL_DIR = f"{RESULTS}/eval/{{method}}/{{run}}"
+LOGS = f"{RESULTS}/logs"
 
 
 wildcard_constraints:
@@ -19,44 +47,115 @@ wildcard_constraints:
     eps=r"[0-9.eE+-]+",
 
 
+def benchmark_file(rule, *names):
+    """results/<model>/benchmarks/<rule>/<names joined by _, or default>.tsv"""
+    return f"{RESULTS}/benchmarks/{rule}/{'_'.join(names) or 'default'}.tsv"
+
+
 def organism_sections(*keys):
-    return {key: config["organism"][key] for key in keys}
+    return canonical({key: config["organism"][key] for key in keys})
 
 
 def base_model_dir():
     """The model every stage starts from: the organism's Base, or the configured folder / hub id."""
-    return f"{RESULTS}/organism/vendor/model" if ORGANISM else config["model"]["source"]
+    return f"{VENDOR_DIR}/model" if ORGANISM else config["model"]["source"]
 
 
 def model_spec():
     keys = ("revision", "dtype", "device", "device_map", "chat_template_kwargs")
-    return {key: config["model"][key] for key in keys} | {"source": base_model_dir()}
+    return canonical(
+        {key: config["model"][key] for key in keys} | {"source": base_model_dir()}
+    )
 
 
 def model_input(wildcards):
     return {"model": base_model_dir()} if ORGANISM else {}
 
 
-def resolved_data():
-    """The data config with organism file stems turned into the organism's JSONL files."""
-    data = {
-        key: dict(value) if isinstance(value, dict) else value
-        for key, value in config["data"].items()
-    }
-    for name in ("safe", "gen"):
-        if data[name]["kind"] == "organism":
-            data[name] |= {
-                "kind": "local",
-                "path": f"{RESULTS}/organism/data/{data[name]['path']}.jsonl",
-            }
-    return data
+def organism_file(stem):
+    return f"{ORGANISM_DIR}/data/{stem}.jsonl"
+
+
+def resolved_data(*names):
+    """The data config's `names` sections, organism file stems turned into the world's files."""
+    data = {}
+    for name in names:
+        value = config["data"][name]
+        if isinstance(value, dict) and value.get("kind") == "organism":
+            value = value | {"kind": "local", "path": organism_file(value["path"])}
+        data[name] = value
+    return canonical(data)
+
+
+def profile_data():
+    return resolved_data("safe", "gen") | canonical(
+        {key: config["data"][key] for key in ("stat", "max_length")}
+    )
 
 
 def data_input(wildcards):
     return (
-        {"data": f"{RESULTS}/organism/data"}
+        {"data": f"{ORGANISM_DIR}/data"}
         if any(config["data"][name]["kind"] == "organism" for name in ("safe", "gen"))
         else {}
+    )
+
+
+# Checks at DAG build: a bad model, data file or benchmark stops the workflow before any job.
+if ORGANISM:
+    NUM_EXPERTS = config["organism"]["model"]["num_experts"]
+    if config["organism"]["vendor"]["experts"] > NUM_EXPERTS:
+        raise ConfigError(
+            f"config key organism.vendor.experts: {config['organism']['vendor']['experts']} "
+            f"> organism.model.num_experts ({NUM_EXPERTS})"
+        )
+else:
+    ARCHITECTURE = model_architecture(
+        config["model"]["source"], config["model"]["revision"]
+    )
+    NUM_EXPERTS = ARCHITECTURE and ARCHITECTURE["num_experts"]
+for w in SELECTION["w"]:
+    if NUM_EXPERTS and w > NUM_EXPERTS:
+        raise ConfigError(
+            f"config key selection.w: {w} experts per layer, but {config['model']['source']} "
+            f"has {NUM_EXPERTS} routed experts per MoE layer"
+        )
+for name in ("safe", "gen"):
+    if config["data"][name]["kind"] == "local":
+        read_local_table(config["data"][name]["path"], f"data.{name}")
+for name, path in EVALUATION["paths"].items():
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise ConfigError(
+            f"config key evaluation.paths.{name}: {path} is missing or empty"
+        )
+import_plugins(EVALUATION["plugins"], os.getcwd())
+# an unknown benchmark name stops the workflow here, naming the known ones
+for name in EVALUATION["benchmarks"]:
+    get_benchmark(name)
+
+
+# Selection: which settings each selector reads (a change re-runs only the selectors it concerns).
+SELECTOR_SETTINGS = {
+    "ot": ("alpha_shift", "scope", "tau", "max_iter", "tol"),
+    "cost_min": ("alpha_shift", "scope"),
+    "cost_mid": ("alpha_shift", "scope"),
+    "safe_top": ("alpha_shift", "scope"),
+    "random": ("alpha_shift", "scope", "seed"),
+    "esft": ("alpha_shift",),
+    "all": ("alpha_shift",),
+}
+
+
+def selection_params(selector, run):
+    """select_experts' keyword arguments: the run's own (w, ε, p) and the selector's settings."""
+    names = {"w": "w", "eps": "epsilon", "p": "esft_top_p"}
+    settings = {
+        key: SELECTION[key] for key in SELECTOR_SETTINGS[selector] if key != "seed"
+    }
+    if "seed" in SELECTOR_SETTINGS[selector]:
+        settings["seed"] = SEED
+    return canonical(
+        settings | {names[key]: value for key, value in parse_run(run).items()}
     )
 
 
@@ -69,156 +168,123 @@ def baseline_runs(selector):
 
 
 def selection_outputs():
-    ot = expand(
-        f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/experts.parquet",
-        w=SELECTION["w"],
-        eps=SELECTION["epsilon"],
-    )
+    ot = expand(f"{OT_DIR}/experts.parquet", w=SELECTION["w"], eps=SELECTION["epsilon"])
     baselines = [
-        f"{RESULTS}/select/{selector}/{run}/experts.parquet"
+        f"{SELECT_DIR.format(selector=selector, run=run)}/experts.parquet"
         for selector in SELECTION["selectors"]
         for run in baseline_runs(selector)
     ]
     return ot + baselines
 
 
-def selection_params(**overrides):
-    keys = ("tau", "alpha_shift", "scope", "esft_top_p", "max_iter", "tol")
-    return {key: SELECTION[key] for key in keys} | {"seed": config["seed"]} | overrides
-
-
-def run_params(run):
-    """select_experts' keyword arguments named by a baseline run folder."""
-    names = {"w": "w", "p": "esft_top_p"}
-    return {names[key]: value for key, value in parse_run(run).items()}
-
-
-TRAINING = config["training"]
+# Training: the methods (mesa_moe.methods) name the parameters of their run folders.
 TRAIN_METHODS = TRAINING["methods"]
-# Which selection each method trains (or takes its online cost from); None: no selection.
-METHOD_SELECTOR = {
-    "mesa": "ot",
-    "experts_ot": "ot",
-    "router_only": "ot",
-    "experts_cmax": "cost_min",
-    "experts_cmid": "cost_mid",
-    "experts_safe_top": "safe_top",
-    "experts_all": None,
-    "sft_full": None,
+RUN_VALUES = {
+    "w": SELECTION["w"],
+    "eps": SELECTION["epsilon"],
+    "gamma": TRAINING["gamma"],
 }
-METHODS_WITH_OT_LOSS = {"mesa", "router_only", "experts_cmax", "experts_cmid"}
 
 
 def train_runs(method):
-    """Run folders of a method: only the parameters the method uses name it."""
-    selector = METHOD_SELECTOR[method]
-    if selector is None:
-        return [format_run()]
-    uses_ot_loss = method in METHODS_WITH_OT_LOSS
-    epsilons = SELECTION["epsilon"] if selector == "ot" or uses_ot_loss else [None]
-    gammas = TRAINING["gamma"] if uses_ot_loss else [None]
+    keys = METHODS[method].run_keys
     return [
-        format_run(
-            **{k: v for k, v in (("w", w), ("eps", eps), ("gamma", g)) if v is not None}
-        )
-        for w in SELECTION["w"]
-        for eps in epsilons
-        for g in gammas
+        format_run(**dict(zip(keys, values)))
+        for values in itertools.product(*(RUN_VALUES[key] for key in keys))
     ]
 
 
 def train_outputs():
     return [
-        f"{RESULTS}/train/{method}/{run}/model"
+        f"{TRAIN_DIR.format(method=method, run=run)}/model"
         for method in TRAIN_METHODS
         for run in train_runs(method)
     ]
 
 
 def selection_file(method, run):
-    selector = METHOD_SELECTOR[method]
+    selector = METHODS[method].selector
     params = parse_run(run)
     if selector == "ot":
-        return (
-            f"{RESULTS}/select/ot/w~{params['w']}_eps~{params['eps']}/experts.parquet"
-        )
-    return f"{RESULTS}/select/{selector}/{format_run(w=params['w'])}/experts.parquet"
+        folder = OT_DIR.format(w=params["w"], eps=params["eps"])
+    else:
+        folder = SELECT_DIR.format(selector=selector, run=format_run(w=params["w"]))
+    return f"{folder}/experts.parquet"
 
 
 def train_input(wildcards):
     inputs = model_input(wildcards) | data_input(wildcards)
-    if METHOD_SELECTOR[wildcards.method] is not None:
+    if METHODS[wildcards.method].selector is not None:
         inputs["selection"] = selection_file(wildcards.method, wildcards.run)
     return inputs
 
 
-def train_spec(wildcards, input, output):
+TRAINING_SETTINGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "grad_clip")
+TRAINING_SETTINGS += ("checkpoint_every", "log_every", "mixed_precision")
+OT_LOSS_SETTINGS = ("reference", "online_cost")
+
+
+def train_spec(wildcards):
+    """The run's training spec less its paths: only what the method reads, so a setting another
+    method uses alone never re-runs it."""
+    method = METHODS[wildcards.method]
     params = parse_run(wildcards.run)
-    keys = (
-        "steps",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "warmup",
-        "grad_clip",
-        "reference",
-        "online_cost",
-        "checkpoint_every",
-        "log_every",
-        "mixed_precision",
+    keys = TRAINING_SETTINGS + (OT_LOSS_SETTINGS if method.ot_loss else ())
+    return canonical(
+        {
+            "method": method.name,
+            "model": model_spec(),
+            "data": resolved_data("safe", *(["gen"] if method.ot_loss else []))
+            | {"max_length": config["data"]["max_length"]},
+            "training": {key: TRAINING[key] for key in keys}
+            | {"gamma": params.get("gamma", 0.0), "epsilon": params.get("eps")},
+            "seed": SEED,
+        }
     )
-    return {
-        "method": wildcards.method,
-        "model": model_spec(),
-        "selection": input.get("selection"),
-        "data": resolved_data(),
-        "training": {key: TRAINING[key] for key in keys}
-        | {
-            "gamma": params.get("gamma", 0.0),
-            "epsilon": params.get("eps", SELECTION["epsilon"][0]),
-        },
-        "seed": config["seed"],
-        "out_dir": str(Path(output.model).parent),
+
+
+def train_output(folder, model=None):
+    """The train rule's outputs: RUN_FILES in `folder` but the checkpoints (a job's scratch);
+    the model folder at `model` when given."""
+    outputs = {
+        key: f"{folder}/{name}"
+        for key, name in RUN_FILES.items()
+        if key != "checkpoints"
     }
+    return outputs | {"model": directory(model or outputs["model"])}
 
 
-EVALUATION = config["evaluation"]
-for name in EVALUATION["benchmarks"]:
-    get_benchmark(
-        name
-    )  # an unknown name stops the workflow here, naming the known ones
-
-
+# Evaluation: Base and every trained run.
 def evaluation_runs():
     """(method, run) of every evaluated model: Base first, then each trained run."""
-    return [("base", format_run())] + [
+    return [(BASE, format_run())] + [
         (method, run) for method in TRAIN_METHODS for run in train_runs(method)
     ]
 
 
-def evaluation_outputs():
+def evaluation_outputs(name):
     return [
-        f"{RESULTS}/eval/{method}/{run}/metrics.json"
+        f"{EVAL_DIR.format(method=method, run=run)}/{name}"
         for method, run in evaluation_runs()
     ]
 
 
 def evaluated_model(wildcards):
-    if wildcards.method == "base":
+    if wildcards.method == BASE:
         return base_model_dir()
-    return f"{RESULTS}/train/{wildcards.method}/{wildcards.run}/model"
+    return f"{TRAIN_DIR.format(method=wildcards.method, run=wildcards.run)}/model"
 
 
 def evaluated_model_spec(wildcards):
     """The Base as configured (hub revision pinned); a trained run from its local folder."""
-    if wildcards.method == "base":
+    if wildcards.method == BASE:
         return model_spec()
     return model_spec() | {"source": evaluated_model(wildcards), "revision": None}
 
 
 def evaluate_input(wildcards):
     inputs = {"stat": rules.profile.output.stat} | data_input(wildcards)
-    if wildcards.method != "base" or ORGANISM:
+    if wildcards.method != BASE or ORGANISM:
         inputs["model"] = evaluated_model(wildcards)
     return inputs
 
@@ -226,19 +292,16 @@ def evaluate_input(wildcards):
 def benchmark_paths():
     """Benchmark → local file: the organism's eval files, then the config's own paths."""
     paths = (
-        {
-            name: f"{RESULTS}/organism/data/{stem}.jsonl"
-            for name, stem in ORGANISM_FILES.items()
-        }
+        {name: organism_file(stem) for name, stem in ORGANISM_FILES.items()}
         if ORGANISM
         else {}
     )
-    return paths | EVALUATION["paths"]
+    return canonical(paths | EVALUATION["paths"])
 
 
 def evaluation_settings():
     keys = ("limit", "batch_size", "backend", "attack_m", "judge", "sandbox")
-    return {key: EVALUATION[key] for key in keys} | {
-        "seed": config["seed"],
-        "max_length": config["data"]["max_length"],
-    }
+    return canonical(
+        {key: EVALUATION[key] for key in keys}
+        | {"seed": SEED, "max_length": config["data"]["max_length"]}
+    )

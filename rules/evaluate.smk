@@ -1,4 +1,5 @@
-# Evaluation (METHOD §6): every benchmark on Base and every trained model, then the comparison.
+# Evaluation (docs/method.md, "Routing attack"; README "Evaluation"): every benchmark on Base and
+# every trained model, then the comparison.
 
 
 localrules:
@@ -10,21 +11,26 @@ rule evaluate:
     input:
         unpack(evaluate_input),
     output:
-        metrics=f"{RESULTS}/eval/{{method}}/{{run}}/metrics.json",
-        generations=directory(f"{RESULTS}/eval/{{method}}/{{run}}/generations"),
-        sparsity=f"{RESULTS}/eval/{{method}}/{{run}}/sparsity.parquet",
+        metrics=f"{EVAL_DIR}/metrics.json",
+        generations=directory(f"{EVAL_DIR}/generations"),
+        activations=f"{EVAL_DIR}/activations.parquet",
+        sparsity=f"{EVAL_DIR}/sparsity.parquet",
+        provenance=f"{EVAL_DIR}/provenance.json",
     log:
-        f"{RESULTS}/logs/evaluate/{{method}}/{{run}}.log",
+        f"{LOGS}/evaluate/{{method}}/{{run}}.log",
+    benchmark:
+        benchmark_file("evaluate", "{method}", "{run}")
     wildcard_constraints:
-        method="|".join(["base", *TRAIN_METHODS]),
+        method="|".join([BASE, *TRAIN_METHODS]),
     conda:
         "../envs/mesa.yaml"
-    threads: workflow.cores
+    threads: THREADS
     resources:
         mem_mb=8000,
     params:
         model=evaluated_model_spec,
         benchmarks=EVALUATION["benchmarks"],
+        plugins=EVALUATION["plugins"],
         paths=benchmark_paths(),
         settings=evaluation_settings(),
     script:
@@ -33,11 +39,8 @@ rule evaluate:
 
 rule summary:
     input:
-        metrics=evaluation_outputs(),
-        sparsity=[
-            path.replace("metrics.json", "sparsity.parquet")
-            for path in evaluation_outputs()
-        ],
+        metrics=evaluation_outputs("metrics.json"),
+        sparsity=evaluation_outputs("sparsity.parquet"),
     output:
         table=report(
             f"{RESULTS}/summary.parquet",
@@ -60,9 +63,12 @@ rule summary:
             category="Comparison",
         ),
     log:
-        f"{RESULTS}/logs/summary.log",
+        f"{LOGS}/summary.log",
+    benchmark:
+        benchmark_file("summary")
     conda:
         "../envs/mesa.yaml"
+    threads: 1
     params:
         model=config["model"]["name"],
     script:
@@ -95,8 +101,11 @@ rule sweep:
             category="Sweep",
         ),
     log:
-        f"{RESULTS}/logs/sweep.log",
+        f"{LOGS}/sweep.log",
+    benchmark:
+        benchmark_file("sweep")
     conda:
         "../envs/mesa.yaml"
+    threads: 1
     script:
         "../workflow/scripts/sweep.py"

@@ -1,4 +1,4 @@
-# Routing statistics of the base model on D_stat (METHOD §1).
+# Routing statistics of the base model on D_stat (docs/method.md, "Profile").
 
 
 rule profile:
@@ -6,20 +6,23 @@ rule profile:
         unpack(model_input),
         unpack(data_input),
     output:
-        activations=f"{RESULTS}/profile/activations.parquet",
-        coactivation=f"{RESULTS}/profile/coactivation.parquet",
-        stat=f"{RESULTS}/profile/d_stat.jsonl",
+        activations=f"{PROFILE_DIR}/activations.parquet",
+        coactivation=f"{PROFILE_DIR}/coactivation.parquet",
+        stat=f"{PROFILE_DIR}/d_stat.jsonl",
+        provenance=f"{PROFILE_DIR}/provenance.json",
     log:
-        f"{RESULTS}/logs/profile.log",
+        f"{LOGS}/profile.log",
+    benchmark:
+        benchmark_file("profile")
     conda:
         "../envs/mesa.yaml"
-    threads: workflow.cores
+    threads: THREADS
     resources:
         mem_mb=4000,
     params:
         model=model_spec(),
-        data=resolved_data(),
+        data=profile_data(),
         batch_size=config["profile"]["batch_size"],
-        seed=config["seed"],
+        seed=SEED,
     script:
         "../workflow/scripts/profile.py"

@@ -1,4 +1,5 @@
-# Expert selection (METHOD §2-3): the OT plan per (w, ε), and the ablation selectors.
+# Expert selection (docs/method.md, "Cost", "Transport"): the OT plan per (w, ε), and the
+# ablation selectors.
 
 
 rule select:
@@ -6,17 +7,22 @@ rule select:
         activations=rules.profile.output.activations,
         coactivation=rules.profile.output.coactivation,
     output:
-        experts=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/experts.parquet",
-        plan=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/plan.npz",
-        figure=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/selection.png",
-        cost_curve=f"{RESULTS}/select/ot/w~{{w}}_eps~{{eps}}/cost_curve.png",
+        experts=f"{OT_DIR}/experts.parquet",
+        plan=f"{OT_DIR}/plan.npz",
+        figure=f"{OT_DIR}/selection.png",
+        cost_curve=f"{OT_DIR}/cost_curve.png",
+        provenance=f"{OT_DIR}/provenance.json",
     log:
-        f"{RESULTS}/logs/select/ot/w~{{w}}_eps~{{eps}}.log",
+        f"{LOGS}/select/ot/{OT_RUN}.log",
+    benchmark:
+        benchmark_file("select", OT_RUN)
     conda:
         "../envs/mesa.yaml"
+    threads: 1
     params:
+        selector="ot",
         selection=lambda wildcards: selection_params(
-            w=int(wildcards.w), epsilon=float(wildcards.eps)
+            "ot", OT_RUN.format(w=wildcards.w, eps=wildcards.eps)
         ),
     script:
         "../workflow/scripts/select.py"
@@ -27,16 +33,23 @@ rule select_baseline:
         activations=rules.profile.output.activations,
         coactivation=rules.profile.output.coactivation,
     output:
-        experts=f"{RESULTS}/select/{{selector}}/{{run}}/experts.parquet",
-        figure=f"{RESULTS}/select/{{selector}}/{{run}}/selection.png",
-        cost_curve=f"{RESULTS}/select/{{selector}}/{{run}}/cost_curve.png",
+        experts=f"{SELECT_DIR}/experts.parquet",
+        figure=f"{SELECT_DIR}/selection.png",
+        cost_curve=f"{SELECT_DIR}/cost_curve.png",
+        provenance=f"{SELECT_DIR}/provenance.json",
     log:
-        f"{RESULTS}/logs/select/{{selector}}/{{run}}.log",
+        f"{LOGS}/select/{{selector}}/{{run}}.log",
+    benchmark:
+        benchmark_file("select_baseline", "{selector}", "{run}")
     wildcard_constraints:
-        selector="cost_min|cost_mid|safe_top|esft|all|random",
+        selector="|".join(
+            selector for selector in SELECTOR_SETTINGS if selector != "ot"
+        ),
     conda:
         "../envs/mesa.yaml"
+    threads: 1
     params:
-        selection=lambda wildcards: selection_params(**run_params(wildcards.run)),
+        selector=lambda wildcards: wildcards.selector,
+        selection=lambda wildcards: selection_params(wildcards.selector, wildcards.run),
     script:
         "../workflow/scripts/select.py"

@@ -1,26 +1,28 @@
-# Joint training (METHOD §4-5): every configured method on the same data and step budget.
+# Joint training (docs/method.md, "Training", "Methods"): every configured method on the same data
+# and step budget.
 
 
 rule train:
     input:
         unpack(train_input),
     output:
-        model=directory(f"{RESULTS}/train/{{method}}/{{run}}/model"),
-        log=f"{RESULTS}/train/{{method}}/{{run}}/train_log.csv",
-        curve=f"{RESULTS}/train/{{method}}/{{run}}/loss_curve.png",
-        summary=f"{RESULTS}/train/{{method}}/{{run}}/summary.json",
+        **train_output(TRAIN_DIR),
     log:
-        f"{RESULTS}/logs/train/{{method}}/{{run}}.log",
+        f"{LOGS}/train/{{method}}/{{run}}.log",
+    benchmark:
+        benchmark_file("train", "{method}", "{run}")
     wildcard_constraints:
         method="|".join(TRAIN_METHODS),
     conda:
         "../envs/mesa.yaml"
-    threads: workflow.cores
+    threads: THREADS
     resources:
         mem_mb=8000,
-        gpu=config["training"]["gpus"],
+        gpu=TRAINING["gpus"],
     params:
         spec=train_spec,
-        launcher_args=config["training"]["launcher_args"],
+        # resume state of an interrupted run; the finished run removes it
+        checkpoints=f"{TRAIN_DIR}/checkpoints",
+        launcher_args=TRAINING["launcher_args"],
     script:
         "../workflow/scripts/train.py"

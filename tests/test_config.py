@@ -75,3 +75,96 @@ def test_organism_overrides_merge_into_defaults():
     assert merged == {"seed": 0, "model": {"hidden_size": 128, "num_layers": 2}}
     with pytest.raises(ConfigError, match=r"organism.model.hiden_size: unknown key"):
         merge_defaults(defaults, {"model": {"hiden_size": 1}}, "organism")
+
+
+def test_tiny_test_config_is_valid_and_complete():
+    from mesa_moe.organism import DEFAULTS
+
+    tiny = load_config(ROOT / "config" / "test" / "tiny.yaml")
+    assert tiny["model"]["source"] == "organism"
+    # the tiny world sets every organism key the defaults have: it does not depend on them
+    assert {k: set(v) if isinstance(v, dict) else None for k, v in tiny["organism"].items()} == \
+        {k: set(v) if isinstance(v, dict) else None for k, v in DEFAULTS.items()}
+
+
+def test_organism_section_is_typed_by_the_schema():
+    from mesa_moe.organism import DEFAULTS
+
+    validate_config(config_with(organism=copy.deepcopy(DEFAULTS)))  # the defaults fit the schema
+    with pytest.raises(ConfigError, match=r"config key organism.model.num_experts: '8'"):
+        validate_config(config_with(organism={"model": {"num_experts": "8"}}))
+    with pytest.raises(ConfigError, match=r"config key organism.vendor: .*'expert'.*unknown key"):
+        validate_config(config_with(organism={"vendor": {"expert": 1}}))
+
+
+def test_schema_lists_the_library_methods():
+    from mesa_moe.config import load_schema
+    from mesa_moe.methods import METHODS
+
+    training = load_schema()["properties"]["training"]["properties"]["methods"]
+    assert training["items"]["enum"] == list(METHODS) == training["default"]
+    assert training["minItems"] == 1
+
+
+def test_method_run_keys():
+    from mesa_moe.methods import METHODS
+
+    assert {name: method.run_keys for name, method in METHODS.items()} == {
+        "mesa": ("w", "eps", "gamma"), "experts_ot": ("w", "eps"),
+        "router_only": ("w", "eps", "gamma"), "experts_all": (),
+        "experts_cmax": ("w", "eps", "gamma"), "experts_cmid": ("w", "eps", "gamma"),
+        "experts_safe_top": ("w",), "sft_full": ()}
+
+
+def test_canonical_sorts_every_mapping():
+    from mesa_moe.config import canonical
+
+    a = canonical({"b": 1, "a": {"d": [{"y": 1, "x": 2}], "c": None}})
+    b = canonical({"a": {"c": None, "d": [{"x": 2, "y": 1}]}, "b": 1})
+    assert repr(a) == repr(b) == "{'a': {'c': None, 'd': [{'x': 2, 'y': 1}]}, 'b': 1}"
+
+
+def test_model_source_is_checked_from_config_json_alone(tmp_path, monkeypatch):
+    import json
+
+    from mesa_moe.config import model_architecture
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "moe").mkdir()
+    (tmp_path / "moe" / "config.json").write_text(json.dumps(
+        {"model_type": "mixtral", "num_local_experts": 8}))
+    assert model_architecture("moe") == {"model_type": "mixtral", "num_experts": 8}
+    (tmp_path / "dense").mkdir()
+    (tmp_path / "dense" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ConfigError, match=r"model.source: .*'llama' is not supported"):
+        model_architecture("dense")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"without config.json"):
+        model_architecture("empty")
+    for path in ("./missing", "../x/y", "models/a/b", "/abs/model", "empty/model"):
+        with pytest.raises(ConfigError, match=r"not a hub id either"):
+            model_architecture(path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert model_architecture("Qwen/Qwen3-30B-A3B") is None  # a hub id not in the cache
+
+
+def test_data_files_are_checked_by_the_loader_itself(tmp_path):
+    """The DAG-build check and data.load_pairs share read_local_table: same errors, same lines."""
+    from mesa_moe.data import DataError, load_pairs, read_local_table
+
+    path = tmp_path / "safe.jsonl"
+    path.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": "c", "response": "d"}\n'
+                    '{"prompt": "e", "response": \n')
+    for check in (lambda: read_local_table(str(path), "data.safe"),
+                  lambda: load_pairs({"kind": "local", "path": str(path)}, "data.safe")):
+        with pytest.raises(DataError, match=r"data.safe.path: .*safe.jsonl line 4 is not JSON"):
+            check()
+    path.write_text('["a list"]\n')
+    with pytest.raises(DataError, match=r"line 1 is not a JSON object"):
+        read_local_table(str(path), "data.safe")
+    path.write_text("")
+    with pytest.raises(DataError, match=r"data.safe.path: .*safe.jsonl is empty"):
+        load_pairs({"kind": "local", "path": str(path)}, "data.safe")
+    path.write_text('{"prompt": "a", "response": "b"}\n')
+    assert load_pairs({"kind": "local", "path": str(path)}) == [{"prompt": "a", "response": "b"}]

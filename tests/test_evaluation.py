@@ -109,7 +109,9 @@ def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_di
     out = tmp_path / "eval"
     model = {"source": str(tiny_model_dir / "model")}
     metrics = evaluate_model(model, list(files), files, settings,
-                             str(tmp_path / "d_stat.jsonl"), str(out))
+                             str(tmp_path / "d_stat.jsonl"), str(out / "metrics.json"),
+                             str(out / "generations"), str(out / "activations.parquet"),
+                             str(out / "sparsity.parquet"), str(out / "provenance.json"))
     stored = json.loads((out / "metrics.json").read_text())
     assert stored == json.loads(json.dumps(metrics))
     assert set(stored["organism_routing_attack"]["scores"]) == {"asr_m0", "asr_m1"}

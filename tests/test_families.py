@@ -14,7 +14,7 @@ import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's ben
 from families import FAMILIES, build_family
 from mesa_moe.adapters import ADAPTERS, adapter_for, load_model
 from mesa_moe.evaluation.attacks import masked_experts
-from mesa_moe.evaluation.runner import evaluate_model
+from mesa_moe.evaluation.runner import evaluate_model, evaluation_paths
 from mesa_moe.profiling import profile_routing, run_profile
 from mesa_moe.selection import run_selection
 from mesa_moe.training import train
@@ -188,11 +188,14 @@ def test_family_through_profile_select_train_evaluate(family_dir, tiny_model_dir
     model_spec = {"source": str(family_dir), "revision": None, "dtype": "float32", "device": "cpu"}
     profile = tmp_path / "profile"
     run_profile(model_spec, data, 8, 0, str(profile / "activations.parquet"),
-                str(profile / "coactivation.parquet"))
+                str(profile / "coactivation.parquet"), str(profile / "d_stat.jsonl"),
+                str(profile / "provenance.json"))
+    select = tmp_path / "select"
     experts = run_selection(str(profile / "activations.parquet"),
                             str(profile / "coactivation.parquet"), "ot",
                             {"w": 2, "epsilon": 0.05, "tau": 0.1, "seed": 0},
-                            str(tmp_path / "select"))
+                            *(str(select / name) for name in ("experts.parquet", "selection.png",
+                              "cost_curve.png", "provenance.json", "plan.npz")))
     selected = {layer: set(rows[rows.selected].expert) for layer, rows in experts.groupby("layer")}
     train({"method": "mesa", "model": model_spec, "data": data, "seed": 0,
            "selection": str(tmp_path / "select" / "experts.parquet"),
@@ -225,7 +228,8 @@ def test_family_through_profile_select_train_evaluate(family_dir, tiny_model_dir
                 "judge": {"name": "refusal"}, "sandbox": {}}
     paths = benchmark_files(tmp_path)
     metrics = evaluate_model({"source": str(tmp_path / "train" / "model")}, list(paths), paths,
-                             settings, str(profile / "d_stat.jsonl"), str(tmp_path / "eval"))
+                             settings, str(profile / "d_stat.jsonl"),
+                             *evaluation_paths(tmp_path / "eval"))
     assert set(metrics["organism_routing_attack"]["scores"]) == {"asr_m0", "asr_m1"}
     assert metrics["organism_arith"]["n"] == 3
     sparsity = pd.read_parquet(tmp_path / "eval" / "sparsity.parquet")

@@ -14,6 +14,7 @@ import mesa_moe.data as data_module
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
 from mesa_moe.data import DataError, IGNORE_INDEX, chat_ids, encode_training_pairs
 from mesa_moe.evaluation import runner
+from mesa_moe.evaluation.runner import evaluation_paths
 from mesa_moe.organism import vendor
 from mesa_moe.organism.tokenizer import CHAT_TEMPLATE
 from mesa_moe.profiling import run_profile
@@ -53,7 +54,7 @@ def test_evaluate_loads_the_model_as_configured(monkeypatch, tmp_path):
             "device": "cuda:1", "device_map": "auto", "chat_template_kwargs": NO_THINKING}
     settings = {"judge": {"name": "refusal"}}
     with pytest.raises(Loaded):
-        runner.evaluate_model(spec, [], {}, settings, "stat.jsonl", str(tmp_path))
+        runner.evaluate_model(spec, [], {}, settings, "stat.jsonl", *evaluation_paths(tmp_path))
     assert calls == [{"source": "Qwen/Qwen3-30B-A3B", "revision": "abc123", "dtype": "bfloat16",
                       "device": "cuda:1", "device_map": "auto"}]
 
@@ -122,7 +123,8 @@ def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, t
             "stat": {"size": 8}, "max_length": 48}
     profile = tmp_path / "profile"
     run_profile(model, data, 8, 0, str(profile / "activations.parquet"),
-                str(profile / "coactivation.parquet"))
+                str(profile / "coactivation.parquet"), str(profile / "d_stat.jsonl"),
+                str(profile / "provenance.json"))
     provenance = json.loads((profile / "provenance.json").read_text())
     assert provenance["model"]["chat_template_kwargs"] == NO_THINKING
     spec = train_spec("mesa", steps=1)
@@ -135,37 +137,29 @@ def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, t
     settings = {"limit": None, "batch_size": 2, "seed": 0, "max_length": 48, "attack_m": [0],
                 "judge": {"name": "refusal"}, "sandbox": {}}
     runner.evaluate_model(model, ["organism_arith"], {"organism_arith": str(benchmark)}, settings,
-                          str(profile / "d_stat.jsonl"), str(tmp_path / "eval"))
+                          str(profile / "d_stat.jsonl"), *evaluation_paths(tmp_path / "eval"))
     provenance = json.loads((tmp_path / "eval" / "provenance.json").read_text())
     assert provenance["model"]["chat_template_kwargs"] == NO_THINKING
     assert rendered and all(kwargs == NO_THINKING for kwargs in rendered)
 
 
 def test_chat_template_kwargs_reach_the_organism_vendor(monkeypatch, tmp_path):
-    """build_vendor's stages are replaced by recorders: what matters is what they are given."""
+    """The vendor's profile and train specs and its evaluation carry the kwargs."""
     seen = {}
 
     def evaluate_base(model, tokenizer, data_dir, params, log, chat_template_kwargs):
         seen["evaluate"] = chat_template_kwargs
         return {}
 
-    selection = pd.DataFrame({"layer": [0], "expert": [0], "selected": [True]})
-    monkeypatch.setattr(vendor, "run_profile", lambda spec, *a: seen.setdefault("profile", spec))
-    monkeypatch.setattr(vendor, "run_selection", lambda *a: selection)
-    monkeypatch.setattr(vendor, "train", lambda spec: seen.setdefault("train", spec["model"]))
     monkeypatch.setattr(vendor, "load_model", lambda folder: (None, None))
     monkeypatch.setattr(vendor, "evaluate_base", evaluate_base)
-    data = tmp_path / "data"
-    data.mkdir()
-    harmful = {"prompt": "p", "response": "r", "task": "harmful"}
-    (data / "d_safe.jsonl").write_text(json.dumps(harmful) + "\n")
-    (data / "d_gen.jsonl").write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
     params = dict.fromkeys(vendor.VENDOR_KEYS, 1)
-    vendor.build_vendor(data, tmp_path / "base", tmp_path / "vendor" / "model", params, {}, 0,
-                        logging.getLogger("test"), NO_THINKING)
-    assert seen == {"profile": seen["profile"], "train": seen["train"], "evaluate": NO_THINKING}
-    assert seen["profile"]["chat_template_kwargs"] == NO_THINKING
-    assert seen["train"]["chat_template_kwargs"] == NO_THINKING
+    assert vendor.model_spec("base", NO_THINKING)["chat_template_kwargs"] == NO_THINKING
+    spec = vendor.train_spec("base", "sft.jsonl", "d_gen.jsonl", params, 0, NO_THINKING)
+    assert spec["model"]["chat_template_kwargs"] == NO_THINKING
+    vendor.evaluate_vendor("model", str(tmp_path), {}, str(tmp_path / "metrics.json"),
+                           logging.getLogger("test"), NO_THINKING)
+    assert seen["evaluate"] == NO_THINKING
 
 
 def test_truncation_drops_examples_left_without_a_response(tiny_model_dir, caplog):

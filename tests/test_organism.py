@@ -12,7 +12,7 @@ from mesa_moe.data import chat_ids
 from mesa_moe.generation import generate
 from mesa_moe.evaluation.judges import is_refusal
 from mesa_moe.evaluation.scoring import exact_match_number, exact_match_text, extract_final_number
-from mesa_moe.organism import TINY
+from tiny import TINY
 from mesa_moe.organism.base import build_base, new_model, pretrain, save_base
 from mesa_moe.organism.tokenizer import IM_END, IM_START, PAD, train_tokenizer
 from mesa_moe.organism.world import REFUSAL, write_world

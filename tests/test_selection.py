@@ -88,7 +88,9 @@ def run_selection_from(tables, out):
     activations.to_parquet(out / "activations.parquet")
     coactivation.to_parquet(out / "coactivation.parquet")
     return run_selection(out / "activations.parquet", out / "coactivation.parquet", "ot",
-                         {"w": 4, "epsilon": 0.05, "tau": 0.1}, out)
+                         {"w": 4, "epsilon": 0.05, "tau": 0.1}, out / "experts.parquet",
+                         out / "selection.png", out / "cost_curve.png", out / "provenance.json",
+                         out / "plan.npz")
 
 
 def test_per_layer_scope_picks_w_in_every_layer(tables):

@@ -2,7 +2,8 @@
 
 Files are written to a temporary sibling and renamed into place (rename is atomic on POSIX), so an
 interrupted job leaves either the old artifact or none. Folders get a `provenance.json` with the
-resolved parameters, seed, package versions and the base model's id and revision.
+resolved parameters, seed, package versions and the base model's id and revision. Every
+function takes the paths it writes; none derives a file name from another.
 """
 
 from __future__ import annotations
@@ -91,9 +92,8 @@ def provenance(stage: str, params: dict, seed: int | None = None,
     }
 
 
-def write_provenance(folder: str | os.PathLike, stage: str, params: dict,
-                     seed: int | None = None, model: dict | None = None,
-                     filename: str = "provenance.json") -> Path:
-    path = Path(folder) / filename
+def write_provenance(path: str | os.PathLike, stage: str, params: dict, seed: int | None = None,
+                     model: dict | None = None) -> Path:
+    """Write `provenance(...)` to `path` (conventionally `provenance.json` beside the artifact)."""
     write_json(provenance(stage, params, seed, model), path)
-    return path
+    return Path(path)

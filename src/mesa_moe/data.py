@@ -14,6 +14,7 @@ Every data set becomes a list of records with at least `prompt` and `response` (
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ import torch
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 LOCAL_READERS = {
-    ".jsonl": lambda p: pd.read_json(p, lines=True),
+    ".jsonl": lambda p: _jsonl_table(p),
     ".json": pd.read_json,
     ".csv": pd.read_csv,
     ".parquet": pd.read_parquet,
@@ -40,13 +41,7 @@ def _read_table(spec: dict, where: str) -> pd.DataFrame:
     kind = spec.get("kind", "local")
     path = spec["path"]
     if kind == "local":
-        suffix = Path(path).suffix.lower()
-        if suffix not in LOCAL_READERS:
-            raise DataError(f"{where}.path: unsupported file type {suffix!r} for {path} "
-                            f"(use one of {sorted(LOCAL_READERS)})")
-        if not Path(path).exists():
-            raise DataError(f"{where}.path: file not found: {path}")
-        return LOCAL_READERS[suffix](path)
+        return read_local_table(path, where)
     if kind == "hub":
         import datasets
 
@@ -54,6 +49,43 @@ def _read_table(spec: dict, where: str) -> pd.DataFrame:
                                    revision=spec.get("revision"))
         return ds.to_pandas()
     raise DataError(f"{where}.kind: unknown kind {kind!r} (local or hub)")
+
+
+def _jsonl_table(path: str) -> pd.DataFrame:
+    """A JSONL file's objects as rows; the first line that is not a JSON object is named."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} line {number} is not JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {number} is not a JSON object")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def read_local_table(path: str, where: str = "data") -> pd.DataFrame:
+    """A local data file as a table; a missing, empty or unreadable file is a DataError naming
+    the config key and the file (for JSONL, the number of the first line that is not JSON)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in LOCAL_READERS:
+        raise DataError(f"{where}.path: unsupported file type {suffix!r} for {path} "
+                        f"(use one of {sorted(LOCAL_READERS)})")
+    if not Path(path).is_file():
+        raise DataError(f"{where}.path: file not found: {path}")
+    if Path(path).stat().st_size == 0:
+        raise DataError(f"{where}.path: {path} is empty")
+    try:
+        table = LOCAL_READERS[suffix](path)
+    except (ValueError, OSError) as error:
+        raise DataError(f"{where}.path: cannot read {path}: {error}") from None
+    if table.empty:
+        raise DataError(f"{where}.path: {path} has no rows")
+    return table
 
 
 def load_pairs(spec: dict, where: str = "data", seed: int = 0) -> list[dict]:

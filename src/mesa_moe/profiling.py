@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,8 +167,8 @@ def coactivation_table(counts: dict[int, LayerCounts]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[COACTIVATION_COLUMNS]
 
 
-def run_profile(model_spec: dict, data: dict, batch_size: int, seed: int,
-                activations_path: str, coactivation_path: str) -> pd.DataFrame:
+def run_profile(model_spec: dict, data: dict, batch_size: int, seed: int, activations_path: str,
+                coactivation_path: str, stat_path: str, provenance_path: str) -> pd.DataFrame:
     """The `profile` stage: D_stat from D_safe and D_gen, forward passes, both tables + provenance.
 
     model_spec: {source, revision, dtype, device, device_map, chat_template_kwargs}; data: the
@@ -186,11 +185,10 @@ def run_profile(model_spec: dict, data: dict, batch_size: int, seed: int,
     counts = profile_routing(model, tokenizer, adapter, stat, batch_size, data["max_length"],
                              model_spec.get("chat_template_kwargs"))
     activations = activation_table(counts, adapter.top_k)
-    out = Path(activations_path).parent
-    write_jsonl(stat, out / "d_stat.jsonl")
+    write_jsonl(stat, stat_path)
     write_parquet(coactivation_table(counts), coactivation_path)
     write_parquet(activations, activations_path)
-    write_provenance(out, "profile", {"data": data, "batch_size": batch_size,
+    write_provenance(provenance_path, "profile", {"data": data, "batch_size": batch_size,
                                       "num_experts": adapter.num_experts, "top_k": adapter.top_k,
                                       "moe_layers": adapter.layer_indices},
                      seed, model_identity(model_spec, model))

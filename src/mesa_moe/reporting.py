@@ -172,16 +172,17 @@ def plot_sparsity(model_sparsity: dict[str, pd.DataFrame], path: str | os.PathLi
     _save(fig, path)
 
 
-def write_summary(model: str, metrics_paths: list[str], sparsity_paths: list[str], outputs) -> pd.DataFrame:
-    """The `summary` stage: summary.parquet, summary.md and the two comparison figures."""
+def write_summary(model: str, metrics_paths: list[str], sparsity_paths: list[str], table_path: str,
+                  markdown_path: str, scatter_path: str, sparsity_path: str) -> pd.DataFrame:
+    """The `summary` stage: the table (parquet), its markdown and the two comparison figures."""
     table = summary_table(model, metrics_paths)
-    write_parquet(table, outputs.table)
-    with atomic_path(outputs.markdown) as tmp:
+    write_parquet(table, table_path)
+    with atomic_path(markdown_path) as tmp:
         tmp.write_text(f"# {model}\n\n" + summary_markdown(table))
-    plot_safety_vs_utility(table, outputs.scatter)
+    plot_safety_vs_utility(table, scatter_path)
     sparsity = {f"{Path(p).parent.parent.name} {Path(p).parent.name}".replace(" default", ""):
                 pd.read_parquet(p) for p in sparsity_paths}
-    plot_sparsity(sparsity, outputs.sparsity)
+    plot_sparsity(sparsity, sparsity_path)
     return table
 
 
@@ -242,11 +243,13 @@ def plot_pareto(sweep: pd.DataFrame, path: str | os.PathLike) -> None:
     _save(fig, path)
 
 
-def write_sweep(summary_path: str, outputs) -> pd.DataFrame:
-    """The `sweep` stage: sweep.parquet, a figure per swept parameter, and the Pareto front."""
+def write_sweep(summary_path: str, table_path: str, figure_paths: dict[str, str],
+                pareto_path: str) -> pd.DataFrame:
+    """The `sweep` stage: the sweep table, a figure per swept parameter (figure_paths: one per
+    SWEEP_PARAMS entry), and the Pareto front."""
     sweep = sweep_table(pd.read_parquet(summary_path))
-    write_parquet(sweep, outputs.table)
+    write_parquet(sweep, table_path)
     for param in SWEEP_PARAMS:
-        plot_sweep(sweep, param, getattr(outputs, param))
-    plot_pareto(sweep, outputs.pareto)
+        plot_sweep(sweep, param, figure_paths[param])
+    plot_pareto(sweep, pareto_path)
     return sweep

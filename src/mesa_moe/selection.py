@@ -9,7 +9,6 @@ picks w·L over the whole model.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,20 +174,23 @@ def read_plan(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_selection(activations_path: str, coactivation_path: str, selector: str, params: dict,
-                  out_dir: str) -> pd.DataFrame:
-    """The `select` stage for one selector and setting: experts.parquet (+ plan.npz), figures,
-    provenance. `params` holds select_experts' keyword arguments."""
+                  experts_path: str, figure_path: str, cost_curve_path: str, provenance_path: str,
+                  plan_path: str | None = None) -> pd.DataFrame:
+    """The `select` stage for one selector and setting: the expert table, the OT plan (`ot` only:
+    plan_path is required then), both figures and provenance. `params` holds select_experts'
+    keyword arguments."""
+    if (selector == "ot") != (plan_path is not None):
+        raise ValueError("run_selection: plan_path is required for the ot selector, and only there")
     activations = pd.read_parquet(activations_path)
     coactivation = pd.read_parquet(coactivation_path)
     experts, plan = select_experts(activations, coactivation, selector, **params)
-    out = Path(out_dir)
     shown = {"ot": ("w", "epsilon", "tau", "scope"), "esft": ("esft_top_p",), "all": ()}.get(
         selector, ("w", "scope"))
     title = " ".join([selector] + [f"{k}={params[k]}" for k in shown if k in params])
-    plot_selection(activations, experts, title, out / "selection.png")
-    plot_cost_curve(experts, params.get("alpha_shift", 1.0), title, out / "cost_curve.png")
+    plot_selection(activations, experts, title, figure_path)
+    plot_cost_curve(experts, params.get("alpha_shift", 1.0), title, cost_curve_path)
     if plan is not None:
-        write_plan(np.unique(experts.layer.to_numpy()), plan, out / "plan.npz")
-    write_provenance(out, "select", {"selector": selector, **params}, params.get("seed"))
-    write_parquet(experts, out / "experts.parquet")  # last: its presence means the run is complete
+        write_plan(np.unique(experts.layer.to_numpy()), plan, plan_path)
+    write_provenance(provenance_path, "select", {"selector": selector, **params}, params.get("seed"))
+    write_parquet(experts, experts_path)  # last: its presence means the run is complete
     return experts

@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,37 +32,36 @@ from .adapters import adapter_for, load_model, model_identity
 from .artifacts import atomic_path, write_json, write_provenance
 from .data import collate, encode_training_pairs, load_pairs
 from .logs import setup_logging
+from .methods import METHODS, get_method
 from .losses import BaseForwardReference, RouterTap, online_costs, routing_loss, sft_loss
 from .reporting import plot_loss_curve
+from .schedule import warmup_cosine
 from .trainable import make_trainable, merge_trainable, selected_by_layer
 
 log = logging.getLogger(__name__)
+LR_FLOOR = 0.1  # the cosine decays to 10 % of the peak learning rate
 LOG_COLUMNS = ["step", "loss", "sft", "ot_safe", "ot_gen", "lr", "tokens", "seconds"]
 CHECKPOINT_KEYS = frozenset({"step", "trainable", "optimizer", "scheduler", "rows", "fingerprint"})
 
 
-@dataclass(frozen=True)
-class Method:
-    """What a training method trains and optimises (METHOD §5)."""
-
-    selector: str | None   # which selection's experts train (and define the online cost)
-    train_experts: bool    # the selection's experts train (False: they only define C_ℓ)
-    train_all_experts: bool
-    train_routers: bool
-    ot_loss: bool
-    train_everything: bool = False
+# Every path a training run writes: the spec's `paths` names each of them.
+RUN_FILES = {"model": "model", "log": "train_log.csv", "curve": "loss_curve.png",
+             "summary": "summary.json", "provenance": "provenance.json", "spec": "spec.json",
+             "checkpoints": "checkpoints"}
 
 
-METHODS: dict[str, Method] = {
-    "mesa": Method("ot", True, False, True, True),
-    "experts_ot": Method("ot", True, False, False, False),
-    "router_only": Method("ot", False, False, True, True),
-    "experts_all": Method(None, False, True, True, False),
-    "experts_cmax": Method("cost_min", True, False, True, True),
-    "experts_cmid": Method("cost_mid", True, False, True, True),
-    "experts_safe_top": Method("safe_top", True, False, True, False),  # SafeX-like: the safety head
-    "sft_full": Method(None, False, False, False, False, train_everything=True),
-}
+def run_paths(out_dir: str | os.PathLike) -> dict[str, str]:
+    """The conventional layout of a run in one folder (for runs started by hand or in tests)."""
+    return {key: str(Path(out_dir) / name) for key, name in RUN_FILES.items()}
+
+
+def spec_paths(spec: dict) -> dict[str, Path]:
+    """The spec's `paths` (all of RUN_FILES), or the layout of its `out_dir`."""
+    paths = spec.get("paths") or run_paths(spec["out_dir"])
+    missing = sorted(set(RUN_FILES) - set(paths))
+    if missing:
+        raise ValueError(f"training spec paths lack {missing}")
+    return {key: Path(paths[key]) for key in RUN_FILES}
 
 
 def step_batch(num_rows: int, batch_size: int, step: int, seed: int) -> list[int]:
@@ -74,14 +72,6 @@ def step_batch(num_rows: int, batch_size: int, step: int, seed: int) -> list[int
     epoch, position = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(num_rows)
     return order[position * batch_size:(position + 1) * batch_size].tolist()
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up, then cosine decay to 10 %."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -96,7 +86,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 def run_fingerprint(spec: dict, parameters: list[torch.Tensor]) -> str:
     """What a checkpoint must match to be resumed: the spec (less where it is written and when it
     stops) and the starting values of the trainable tensors (base model and selection)."""
-    settings = {k: v for k, v in spec.items() if k not in ("out_dir", "stop_after")}
+    settings = {k: v for k, v in spec.items() if k not in ("out_dir", "paths", "stop_after")}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for p in parameters:
@@ -188,14 +178,13 @@ def train(spec: dict) -> dict:
     spec keys: method, model {source, revision, dtype, chat_template_kwargs}, selection
     (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training
     {steps, batch_size, lr, weight_decay, warmup, grad_clip, gamma, epsilon, reference,
-    online_cost, checkpoint_every, log_every, mixed_precision}, seed, out_dir, and optionally
+    online_cost, checkpoint_every, log_every, mixed_precision}, seed, paths (every file it
+    writes, see RUN_FILES; or out_dir, a folder laid out as `run_paths`), and optionally
     stop_after (end the process after that step: used to test resuming).
     """
-    method = METHODS.get(spec["method"])
-    if method is None:
-        raise ValueError(f"training method {spec['method']!r} is unknown; one of {sorted(METHODS)}")
+    method = get_method(spec["method"])
     cfg = spec["training"]
-    out = Path(spec["out_dir"])
+    paths = spec_paths(spec)
     mixed = cfg.get("mixed_precision", "auto")
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -238,8 +227,8 @@ def train(spec: dict) -> dict:
 
     optimizer = torch.optim.AdamW(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, cfg["warmup"], cfg["steps"]))
-    checkpoints = Checkpoints(out / "checkpoints")
+        optimizer, lambda s: warmup_cosine(s, cfg["warmup"], cfg["steps"], LR_FLOOR))
+    checkpoints = Checkpoints(paths["checkpoints"])
     fingerprint = run_fingerprint(spec, parameters)
     start, rows = checkpoints.resume(model, optimizer, scheduler, fingerprint,
                                      tidy=accelerator.is_main_process)
@@ -321,11 +310,14 @@ def train(spec: dict) -> dict:
         }
         if tap is not None:
             tap.remove()
-        save_trained(model, tokenizer, adapter, out / "model")
-        write_log(rows, out)
-        write_json(summary, out / "summary.json")
-        params = {k: v for k, v in spec.items() if k != "out_dir"} | {"dropped_examples": dropped}
-        write_provenance(out, "train", params, spec["seed"], model_identity(spec["model"], model))
+        save_trained(model, tokenizer, adapter, paths["model"])
+        write_log(rows, paths["log"], paths["curve"])
+        write_json(summary, paths["summary"])
+        params = {k: v for k, v in spec.items() if k not in ("out_dir", "paths")}
+        write_provenance(paths["provenance"], "train", params | {"dropped_examples": dropped},
+                         spec["seed"], model_identity(spec["model"], model))
+        # Checkpoints only serve to resume an interrupted run; the finished run needs none.
+        shutil.rmtree(paths["checkpoints"], ignore_errors=True)
         log.info("done: %s", json.dumps(summary))
     return summary
 
@@ -339,21 +331,21 @@ def save_trained(model, tokenizer, adapter, path: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
-def write_log(rows: list[dict], out: Path) -> None:
+def write_log(rows: list[dict], log_path: Path, curve_path: Path) -> None:
     table = pd.DataFrame(rows, columns=LOG_COLUMNS)
-    with atomic_path(out / "train_log.csv") as tmp:
+    with atomic_path(log_path) as tmp:
         table.to_csv(tmp, index=False)
-    plot_loss_curve(table, out / "loss_curve.png")
+    plot_loss_curve(table, curve_path)
 
 
-def launch(spec: dict, processes: int = 1, launcher_args: str = "", log_file: str | None = None) -> None:
+def launch(spec: dict, processes: int = 1, launcher_args: str = "") -> None:
     """Train in this process, or under `accelerate launch` with `processes` processes (GPUs).
 
     The spec is written beside the run (spec.json) so a launched job, or a person, can re-run it.
     Several processes start through accelerate's torchrun path (`--multi_gpu`), which also runs
     on CPU-only machines (gloo); `launcher_args` adds flags such as `--use_fsdp`.
     """
-    spec_path = Path(spec["out_dir"]) / "spec.json"
+    spec_path = spec_paths(spec)["spec"]
     write_json(spec, spec_path)
     if processes == 1:
         train(spec)
@@ -363,9 +355,14 @@ def launch(spec: dict, processes: int = 1, launcher_args: str = "", log_file: st
     mode = [] if {"--use_fsdp", "--use_deepspeed"} & set(extra) else ["--multi_gpu"]
     command = [sys.executable, "-m", "accelerate.commands.launch", *mode,
                "--num_processes", str(processes), "--num_machines", "1", *extra,
-               "-m", "mesa_moe.training", str(spec_path)] + ([log_file + ".train"] if log_file else [])
+               "-m", "mesa_moe.training", str(spec_path)]
     log.info("launching: %s", shlex.join(command))
-    subprocess.run(command, check=True)
+    # The processes' output goes through this one's stderr, so it reaches the job's log too.
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as launched:
+        for line in launched.stderr:
+            sys.stderr.write(line)
+    if launched.returncode:
+        raise subprocess.CalledProcessError(launched.returncode, command)
 
 
 def main(argv: list[str] | None = None) -> None:

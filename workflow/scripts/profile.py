@@ -12,4 +12,6 @@ run_profile(
     snakemake.params.seed,
     snakemake.output.activations,
     snakemake.output.coactivation,
+    snakemake.output.stat,
+    snakemake.output.provenance,
 )

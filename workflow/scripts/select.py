@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from mesa_moe.logs import setup_logging
 from mesa_moe.selection import run_selection
 
@@ -7,7 +5,11 @@ setup_logging(snakemake.log[0])
 run_selection(
     snakemake.input.activations,
     snakemake.input.coactivation,
-    snakemake.wildcards.get("selector", "ot"),
+    snakemake.params.selector,
     snakemake.params.selection,
-    Path(snakemake.output.experts).parent,
+    snakemake.output.experts,
+    snakemake.output.figure,
+    snakemake.output.cost_curve,
+    snakemake.output.provenance,
+    snakemake.output.get("plan"),
 )

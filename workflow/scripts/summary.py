@@ -6,5 +6,8 @@ write_summary(
     snakemake.params.model,
     snakemake.input.metrics,
     snakemake.input.sparsity,
-    snakemake.output,
+    snakemake.output.table,
+    snakemake.output.markdown,
+    snakemake.output.scatter,
+    snakemake.output.sparsity,
 )

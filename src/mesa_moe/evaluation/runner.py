@@ -71,16 +71,25 @@ def rescore(generations_path: str | Path, judge: Judge, sandbox: dict) -> dict[s
     return score_generations(get_benchmark(rows[0]["benchmark"]), rows, judge, sandbox)
 
 
+def evaluation_paths(out_dir: str | Path) -> list[str]:
+    """evaluate_model's output paths laid out in one folder (for evaluations started by hand):
+    metrics, generations, activations, sparsity, provenance."""
+    names = ("metrics.json", "generations", "activations.parquet", "sparsity.parquet",
+             "provenance.json")
+    return [str(Path(out_dir) / name) for name in names]
+
+
 def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str], settings: dict,
-                   stat_path: str, out_dir: str) -> dict:
-    """Every benchmark on one model; metrics.json, generations/, activations and sparsity tables.
+                   stat_path: str, metrics_path: str, generations_dir: str, activations_path: str,
+                   sparsity_path: str, provenance_path: str) -> dict:
+    """Every benchmark on one model: the metrics, one generations file per benchmark in
+    `generations_dir`, the model's routing on D_stat, its safety sparsity and provenance.
 
     model_spec: {source, revision, dtype, device, device_map, chat_template_kwargs}: the Base at
     its pinned hub revision, or a trained checkpoint's local folder (revision None).
     settings: limit, batch_size, seed, max_length, attack_m, judge {...}, sandbox {...}, backend
     (hf | vllm; the routing attack always decodes with hf).
     """
-    out = Path(out_dir)
     judge = make_judge(settings["judge"])  # a classifier judge loads before any generation
     model, tokenizer = load_model(model_spec["source"], revision=model_spec.get("revision"),
                                   dtype=model_spec.get("dtype") or "float32",
@@ -93,8 +102,8 @@ def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str
     counts = profile_routing(model, tokenizer, adapter, read_jsonl(stat_path), settings["batch_size"],
                              settings["max_length"], chat)
     activations = activation_table(counts, adapter.top_k)
-    write_parquet(activations, out / "activations.parquet")
-    write_parquet(safety_sparsity(activations), out / "sparsity.parquet")
+    write_parquet(activations, activations_path)
+    write_parquet(safety_sparsity(activations), sparsity_path)
 
     metrics = {}
     for name in benchmarks:
@@ -112,13 +121,13 @@ def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str
             rows += [dict(record, response=response, attack_m=m)
                      for record, response in zip(records, responses)]
         scores = score_generations(benchmark, rows, judge, settings["sandbox"])
-        write_jsonl(rows, out / "generations" / f"{name}.jsonl")
+        write_jsonl(rows, Path(generations_dir) / f"{name}.jsonl")
         metrics[name] = {"kind": benchmark.kind, "n": len(records), "scores": scores,
                          "judge": judge.describe() if benchmark.kind == "safety" else
                          {"name": benchmark.judge}}
         log.info("%s: %s (n=%d)", name, scores, len(records))
-    write_json(metrics, out / "metrics.json")
-    write_provenance(out, "evaluate",
+    write_json(metrics, metrics_path)
+    write_provenance(provenance_path, "evaluate",
                      {"benchmarks": benchmarks, "paths": paths, "settings": settings},
                      settings.get("seed"), model_identity(model_spec, model))
     return metrics

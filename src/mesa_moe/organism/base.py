@@ -34,7 +34,6 @@ Config (the organism dict; defaults in `mesa_moe.organism.DEFAULTS`, `world` key
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from mesa_moe.generation import generate
 from mesa_moe.evaluation.judges import is_refusal
 from mesa_moe.evaluation.scoring import exact_match_number, exact_match_text
 from mesa_moe.organism.tokenizer import train_tokenizer
+from mesa_moe.schedule import warmup_cosine
 
 # Batches are drawn from pools of this many batches sorted by length: little padding, yet every
 # batch still mixes tasks of similar length in a seeded random order.
@@ -120,12 +120,6 @@ def length_grouped_batches(encoded: list[dict], batch_size: int, steps: int, see
             yield [encoded[i] for i in batch]
 
 
-def cosine_with_warmup(step: int, warmup: int, steps: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-
 def encode_corpus(tokenizer, records: list[dict], max_length: int) -> list[dict]:
     """`encode_pairs` of every record, computed once per distinct (prompt, response): the
     corpus repeats many arithmetic and list problems, and chat templating is the slow part."""
@@ -144,7 +138,7 @@ def pretrain(model, tokenizer, records: list[dict], params: dict, seed: int,
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["lr"], betas=(0.9, 0.95),
                                   weight_decay=params["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_with_warmup(step, params["warmup"], params["steps"]))
+        optimizer, lambda step: warmup_cosine(step, params["warmup"], params["steps"], 0.0))
     with_aux = model.config.router_aux_loss_coef > 0
     model.train()
     tokens, window, started = 0, [], time.perf_counter()
@@ -223,5 +217,5 @@ def build_base(data_dir: str | Path, out_dir: str | Path, params: dict, seed: in
     with atomic_path(out_dir) as staged:
         save_base(model, tokenizer, staged)
         write_json(metrics, staged / "metrics.json")
-        write_provenance(staged, "organism_base", params, seed)
+        write_provenance(staged / "provenance.json", "organism_base", params, seed)
     return metrics

@@ -1,6 +1,6 @@
 """The organism's vendor alignment: a short safety SFT on the few experts that hold safety now.
 
-This makes the "Base" of every comparison (ORGANISM.md, stage 3). The base model is profiled on
+This makes the "Base" of every comparison (docs/organism.md). The base model is profiled on
 direct harmful requests against general data, the `experts` experts per layer most selected on
 the harmful requests are chosen (the `safe_top` selector), and only they and the routers train on
 the direct part of D_safe (harmful requests without a jailbreak wrapper → refusal, benign look-
@@ -8,8 +8,12 @@ alikes → helpful answer) mixed with as many general examples. The result refus
 requests, but its safety sits in few experts: wrapped requests and the routing attack are where
 it can fail, which the evaluation measures.
 
+The workflow runs these steps as its own profile, select and train stages with the settings
+below (rules/organism.smk), so each is cached and its files are visible; the functions here give
+those stages their data and settings.
+
 `params` (the organism config's `vendor` section):
-    experts      experts per MoE layer that train (1–2 in ORGANISM.md)
+    experts      experts per MoE layer that train (1–2 in docs/organism.md)
     steps, batch_size, lr, warmup   the SFT's budget (AdamW, L_SFT only)
     stat_size    examples profiled to choose the experts (half harmful, half general)
     max_length   tokens per example
@@ -22,12 +26,17 @@ from pathlib import Path
 
 from ..adapters import load_model
 from ..artifacts import read_jsonl, write_json, write_jsonl
-from ..profiling import run_profile
-from ..selection import run_selection
-from ..training import train
 from .base import evaluate_base
 
 VENDOR_KEYS = ("experts", "steps", "batch_size", "lr", "warmup", "stat_size", "max_length")
+SELECTOR = "safe_top"  # the experts that already hold the most safety routing
+METHOD = "experts_safe_top"  # those experts and the routers train, on L_SFT only
+
+
+def check_vendor_params(params: dict) -> None:
+    missing = [key for key in VENDOR_KEYS if key not in params]
+    if missing:
+        raise ValueError(f"organism config lacks key(s) {['vendor.' + k for k in missing]}")
 
 
 def direct_safety_rows(d_safe: list[dict]) -> list[dict]:
@@ -38,48 +47,55 @@ def direct_safety_rows(d_safe: list[dict]) -> list[dict]:
     return direct
 
 
-def build_vendor(data_dir: str | Path, base_dir: str | Path, model_dir: str | Path, params: dict,
-                 eval_params: dict, seed: int, log: logging.Logger,
-                 chat_template_kwargs: dict | None = None) -> dict:
-    """Profile, select, train and evaluate; the aligned model lands in `model_dir`.
+def write_vendor_data(d_safe_path: str, d_gen_path: str, direct_path: str, sft_path: str) -> None:
+    """The direct safety rows (profiled against D_gen), and the SFT set: those rows and as many
+    general rows (without them the SFT costs the base much of its arithmetic)."""
+    direct = direct_safety_rows(read_jsonl(d_safe_path))
+    write_jsonl(direct, direct_path)
+    write_jsonl(direct + read_jsonl(d_gen_path)[: len(direct)], sft_path)
 
-    chat_template_kwargs: `model.chat_template_kwargs`, applied wherever a chat is rendered.
 
-    Working files (profile, selection, training log) go to model_dir's parent folder.
-    """
-    missing = [key for key in VENDOR_KEYS if key not in params]
-    if missing:
-        raise ValueError(f"organism config lacks key(s) {['vendor.' + k for k in missing]}")
-    data_dir, work = Path(data_dir), Path(model_dir).parent
-    direct = direct_safety_rows(read_jsonl(data_dir / "d_safe.jsonl"))
-    # The SFT mixes in as many general rows: without them it costs the base much of its arithmetic.
-    write_jsonl(direct, work / "vendor_direct.jsonl")
-    write_jsonl(direct + read_jsonl(data_dir / "d_gen.jsonl")[: len(direct)], work / "vendor_sft.jsonl")
-    data = {"safe": {"kind": "local", "path": str(work / "vendor_direct.jsonl")},
-            "gen": {"kind": "local", "path": str(data_dir / "d_gen.jsonl")},
+def model_spec(base_dir: str, chat_template_kwargs: dict | None = None) -> dict:
+    """The unaligned base, profiled and trained on the CPU in float32; `chat_template_kwargs`
+    (`model.chat_template_kwargs`) wherever a chat is rendered."""
+    return {"source": str(base_dir), "revision": None, "dtype": "float32", "device": "cpu",
+            "chat_template_kwargs": chat_template_kwargs or {}}
+
+
+def profile_data(direct_path: str, d_gen_path: str, params: dict) -> dict:
+    """The data config of the vendor's profile: direct safety rows against D_gen."""
+    check_vendor_params(params)
+    return {"safe": {"kind": "local", "path": str(direct_path)},
+            "gen": {"kind": "local", "path": str(d_gen_path)},
             "stat": {"size": params["stat_size"]}, "max_length": params["max_length"]}
-    model_spec = {"source": str(base_dir), "revision": None, "dtype": "float32", "device": "cpu",
-                  "chat_template_kwargs": chat_template_kwargs or {}}
-    run_profile(model_spec, data, params["batch_size"], seed,
-                str(work / "profile" / "activations.parquet"), str(work / "profile" / "coactivation.parquet"))
-    experts = run_selection(str(work / "profile" / "activations.parquet"),
-                            str(work / "profile" / "coactivation.parquet"), "safe_top",
-                            {"w": params["experts"], "seed": seed}, str(work / "selection"))
-    log.info("vendor trains experts %s",
-             experts[experts.selected].groupby("layer").expert.apply(list).to_dict())
-    train({
-        "method": "experts_safe_top", "model": model_spec,
-        "selection": str(work / "selection" / "experts.parquet"), "seed": seed,
-        "data": data | {"safe": {"kind": "local", "path": str(work / "vendor_sft.jsonl")}},
+
+
+def selection_params(params: dict, seed: int) -> dict:
+    return {"w": params["experts"], "seed": seed}
+
+
+def train_spec(base_dir: str, sft_path: str, d_gen_path: str, params: dict, seed: int,
+               chat_template_kwargs: dict | None = None) -> dict:
+    """The vendor SFT as a training spec (mesa_moe.training.train), less its selection and paths."""
+    check_vendor_params(params)
+    return {
+        "method": METHOD, "model": model_spec(base_dir, chat_template_kwargs), "seed": seed,
+        "data": {"safe": {"kind": "local", "path": str(sft_path)},
+                 "gen": {"kind": "local", "path": str(d_gen_path)},
+                 "max_length": params["max_length"]},
         "training": {"steps": params["steps"], "batch_size": params["batch_size"], "lr": params["lr"],
                      "weight_decay": 0.0, "warmup": params["warmup"], "grad_clip": 1.0, "gamma": 0.0,
                      "epsilon": 1.0, "reference": "frozen_router", "online_cost": "selected",
                      "checkpoint_every": params["steps"], "log_every": max(1, params["steps"] // 10),
                      "mixed_precision": "no"},
-        "out_dir": str(work),
-    })
+    }
+
+
+def evaluate_vendor(model_dir: str, data_dir: str, eval_params: dict, metrics_path: str,
+                    log: logging.Logger, chat_template_kwargs: dict | None = None) -> dict:
+    """The Base measured on the world's validation files, as the base was."""
     model, tokenizer = load_model(str(model_dir))
-    metrics = evaluate_base(model, tokenizer, data_dir, eval_params, log, chat_template_kwargs)
+    metrics = evaluate_base(model, tokenizer, Path(data_dir), eval_params, log, chat_template_kwargs)
     log.info("vendor (Base) metrics: %s", metrics)
-    write_json(metrics, work / "metrics.json")
+    write_json(metrics, metrics_path)
     return metrics

@@ -1,0 +1,10 @@
+from mesa_moe.logs import setup_logging
+from mesa_moe.organism.vendor import write_vendor_data
+
+setup_logging(snakemake.log[0])
+write_vendor_data(
+    snakemake.params.safe,
+    snakemake.params.gen,
+    snakemake.output.direct,
+    snakemake.output.sft,
+)
