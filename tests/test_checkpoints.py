@@ -32,10 +32,12 @@ def test_a_corrupt_checkpoint_falls_back_to_the_newest_that_loads(train_spec, tm
     newest = folder / "step-4.pt"
     newest.write_bytes(newest.read_bytes()[:1000])  # a write cut short
     with caplog.at_level(logging.INFO, logger="mesa_moe.training"):
-        train(spec)
+        train(spec | {"stop_after": 5})
     assert f"checkpoint {newest} does not load" in caplog.text
     assert f"resuming from {folder / 'step-2.pt'} at step 2" in caplog.text
     assert "step-4.pt.corrupt" in checkpoint_names(spec)
+    train(spec)
+    assert not folder.exists()  # a finished run keeps no resume state
     log = pd.read_csv(Path(spec["out_dir"]) / "train_log.csv")
     assert log.step.tolist() == [1, 2, 3, 4, 5, 6]
     straight = spec | {"out_dir": str(tmp_path / "straight")}
@@ -57,8 +59,8 @@ def test_when_no_checkpoint_loads_the_run_starts_afresh(train_spec, caplog):
 
 def test_a_rerun_with_new_settings_drops_the_old_checkpoints_and_starts_afresh(
         train_spec, tmp_path, caplog):
-    spec = train_spec("mesa", steps=4, checkpoint_every=2)
-    train(spec)
+    spec = train_spec("mesa", steps=6, checkpoint_every=2)
+    train(spec | {"stop_after": 4})
     assert checkpoint_names(spec) == ["step-2.pt", "step-4.pt"]
     rerun = spec | {"training": spec["training"] | {"lr": 5e-3}}
     with caplog.at_level(logging.INFO, logger="mesa_moe.training"):
@@ -70,7 +72,7 @@ def test_a_rerun_with_new_settings_drops_the_old_checkpoints_and_starts_afresh(
     with caplog.at_level(logging.INFO, logger="mesa_moe.training"):
         train(rerun)
     assert "resuming from" in caplog.text and "another run" not in caplog.text
-    assert pd.read_csv(Path(rerun["out_dir"]) / "train_log.csv").step.tolist() == [1, 2, 3, 4]
+    assert pd.read_csv(Path(rerun["out_dir"]) / "train_log.csv").step.tolist() == [1, 2, 3, 4, 5, 6]
     fresh = rerun | {"out_dir": str(tmp_path / "fresh")}
     train(fresh)
     assert_same_weights(rerun, fresh)
