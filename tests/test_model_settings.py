@@ -12,9 +12,11 @@ from transformers import AutoTokenizer
 
 import mesa_moe.data as data_module
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
+from mesa_moe.config import canonical
 from mesa_moe.data import DataError, IGNORE_INDEX, chat_ids, encode_training_pairs
 from mesa_moe.evaluation import runner
 from mesa_moe.evaluation.runner import evaluation_paths
+from mesa_moe.methods import BASE
 from mesa_moe.organism import vendor
 from mesa_moe.organism.tokenizer import CHAT_TEMPLATE
 from mesa_moe.profiling import run_profile
@@ -64,7 +66,8 @@ def test_workflow_evaluates_base_at_its_revision_and_runs_from_their_folders():
     common = (Path(__file__).resolve().parents[1] / "rules" / "common.smk").read_text()
     namespace = {"config": {"model": {"revision": "abc123", "dtype": "bfloat16", "device": "cuda",
                                       "device_map": None, "chat_template_kwargs": NO_THINKING}},
-                 "ORGANISM": False, "RESULTS": "results/m"}
+                 "ORGANISM": False, "RESULTS": "results/m", "BASE": BASE, "canonical": canonical,
+                 "TRAIN_DIR": "results/m/train/{method}/{run}"}
     for name in ("base_model_dir", "model_spec", "evaluated_model", "evaluated_model_spec"):
         start = common.index(f"def {name}(")
         end = common.index("\n\n\n", start)
