@@ -1,4 +1,4 @@
-"""Value tests of the training losses (METHOD §4), each against an independent computation:
+"""Value tests of the training losses (docs/method.md §4), each against an independent computation:
 numpy (float64) or hand-written torch from the model's own router weights, never the library's
 helpers. The tiny model has MoE layers 0 and 2 (layer 1 is dense), 6 experts, top-2."""
 

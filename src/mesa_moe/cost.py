@@ -1,4 +1,4 @@
-"""The Beta-rational adaptation cost of METHOD §2.
+"""The Beta-rational adaptation cost of docs/method.md §2.
 
 C(f) = 1 / ((f + α_shift) · (100 − f)²), the reciprocal of a Beta(α=2, β=3) shape over the R_mix
 rank percentile f ∈ [0, 100): dear at the saturated head (f → 0), very dear at the fragile tail

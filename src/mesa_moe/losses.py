@@ -1,4 +1,4 @@
-"""Training losses (METHOD §4): response-only SFT and the online OT routing loss.
+"""Training losses (docs/method.md §4): response-only SFT and the online OT routing loss.
 
 Per MoE layer ℓ and real token t, with P_φ(t) the current routing and P_ref(t) the reference:
 - safety flow (D_safe tokens): π*_safe(t) = argmin_π ⟨π, C_ℓ⟩ + ε KL(π ‖ P_ref(t)) over the simplex,

@@ -1,4 +1,5 @@
-"""Activation profiling (METHOD §1): how often safe / gen / mix tokens route to each expert.
+"""Activation profiling (docs/method.md §1): how often safe / gen / mix tokens route to each
+expert.
 
 Forward hooks on every router collect, per batch, the top-k indices and the routing distribution
 of the real (non-pad) tokens; counts are accumulated on the model's device with bincounts, never per

@@ -1,4 +1,4 @@
-"""Joint training (METHOD §4–5): L_SFT(D_safe) + γ · L_OT, for MESA and every baseline.
+"""Joint training (docs/method.md §4–5): L_SFT(D_safe) + γ · L_OT, for MESA and every baseline.
 
 One optimiser step sees one D_safe batch (SFT loss and, for OT methods, the safety flow) and one
 D_gen batch (general flow only; forward without SFT loss). Batches are a pure function of

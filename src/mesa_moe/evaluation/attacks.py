@@ -1,4 +1,4 @@
-"""The routing attack (F-SOUR style) and safety-sparsity numbers (METHOD §6).
+"""The routing attack (F-SOUR style) and safety-sparsity numbers (docs/method.md §6.4–6.5).
 
 Routing attack: at inference, the m experts per MoE layer most selected on safe data are masked:
 their router logits become −10⁹ before the router picks its top-k, and the router's own rule
