@@ -1,9 +1,9 @@
 """Expert selection (docs/method.md §3): the OT selector and the ablation selectors, on one table.
 
 Input: the profile's activation table (docs/method.md §1) and co-activation table. Output: one
-row per (layer, expert) with EXPERT_COLUMNS; `score` is the duty an expert receives in the OT plan (NaN
-for selectors that do not score). `scope: per_layer` picks w experts in every layer, `global`
-picks w·L over the whole model.
+row per (layer, expert) with EXPERT_COLUMNS; `score` is the duty an expert receives in the OT
+plan (NaN for selectors that do not score). `scope: per_layer` picks w experts in every layer,
+`global` picks w·L over the whole model.
 """
 
 from __future__ import annotations
