@@ -1,4 +1,4 @@
-# Evaluation (docs/method.md, "Routing attack"; README "Evaluation"): every benchmark on Base and
+# Evaluation (docs/method.md §6; README "Evaluation"): every benchmark on Base and
 # every trained model, then the comparison.
 
 

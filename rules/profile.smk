@@ -1,4 +1,4 @@
-# Routing statistics of the base model on D_stat (docs/method.md, "Profile").
+# Routing statistics of the base model on D_stat (docs/method.md §1).
 
 
 rule profile:

@@ -1,4 +1,4 @@
-# Expert selection (docs/method.md, "Cost", "Transport"): the OT plan per (w, ε), and the
+# Expert selection (docs/method.md §2, §3): the OT plan per (w, ε), and the
 # ablation selectors.
 
 

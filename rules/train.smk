@@ -1,4 +1,4 @@
-# Joint training (docs/method.md, "Training", "Methods"): every configured method on the same data
+# Joint training (docs/method.md §4, §5): every configured method on the same data
 # and step budget.
 
 

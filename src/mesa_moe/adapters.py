@@ -8,7 +8,7 @@ top_k_weights [T, k], top_k_indices [T, k])` and the routed experts fused into 3
 `down_proj [E, H, I]`; GPT-OSS transposed and interleaved, with per-expert biases). Dense layers
 (DeepSeek's `first_k_dense_replace`, Qwen's `mlp_only_layers`) have no router and are skipped;
 shared experts are never routed experts. The families differ in how router logits become the
-routing distribution P(t) (docs/method.md).
+routing distribution P(t) (docs/method.md §0).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The training methods (docs/method.md, "Methods"): one definition read by the library and the rules.
+"""The training methods (docs/method.md §5): one definition read by the library and the rules.
 
 Each method names the selection its experts come from, what trains, whether the OT routing loss
 is added, and hence which run parameters name its run folders: `w` when it reads a selection,

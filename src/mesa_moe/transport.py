@@ -1,4 +1,4 @@
-"""KL-regularised optimal transport of safety duty between each layer's experts (docs/method.md).
+"""KL-regularised optimal transport of safety duty between each layer's experts (docs/method.md §3).
 
     π* = argmin_{π ≥ 0, π 1 = r}  ⟨π, M⟩ + ε KL(π ‖ P_emp) + τ KL(πᵀ1 ‖ u)
 
