@@ -235,7 +235,7 @@ def train_spec(wildcards):
             "method": method.name,
             "model": model_spec(),
             "data": resolved_data("safe", *(["gen"] if method.ot_loss else []))
-            | {"max_length": config["data"]["max_length"]},
+            | {key: config["data"][key] for key in ("max_length", "max_dropped_share")},
             "training": {key: TRAINING[key] for key in keys}
             | {"gamma": params.get("gamma", 0.0), "epsilon": params.get("eps")},
             "seed": SEED,

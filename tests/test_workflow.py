@@ -281,6 +281,7 @@ COST_BASED = {"select": 1, "select_baseline": 6, "train": 6, "evaluate": 6, "sum
     ("training", "warmup", 2, ALL_TRAIN),
     ("training", "batch_size", 2, ALL_TRAIN),
     ("training", "weight_decay", 0.1, ALL_TRAIN),
+    ("data", "max_dropped_share", 0.2, ALL_TRAIN),
     ("training", "reference", "base_forward", OT_LOSS),
     ("training", "online_cost", "global", OT_LOSS),
     ("selection", "tau", 0.0, ON_OT_PLAN),
