@@ -68,6 +68,11 @@ def model_spec():
     )
 
 
+def trained_model_spec():
+    """The model settings training reads (the device comes from accelerate, not the config)."""
+    return {k: v for k, v in model_spec().items() if k not in ("device", "device_map")}
+
+
 def model_input(wildcards):
     return {"model": base_model_dir()} if ORGANISM else {}
 
@@ -94,11 +99,16 @@ def profile_data():
 
 
 def data_input(wildcards):
-    return (
-        {"data": f"{ORGANISM_DIR}/data"}
-        if any(config["data"][name]["kind"] == "organism" for name in ("safe", "gen"))
-        else {}
-    )
+    """The data a job reads: the organism's folder, or the configured local files (so editing
+    one re-runs what read it)."""
+    inputs = {}
+    for name in ("safe", "gen"):
+        source = config["data"][name]
+        if source["kind"] == "organism":
+            inputs["data"] = f"{ORGANISM_DIR}/data"
+        elif source["kind"] == "local":
+            inputs[f"data_{name}"] = source["path"]
+    return inputs
 
 
 # Checks at DAG build: a bad model, data file or benchmark stops the workflow before any job.
@@ -233,7 +243,7 @@ def train_spec(wildcards):
     return canonical(
         {
             "method": method.name,
-            "model": model_spec(),
+            "model": trained_model_spec(),
             "data": resolved_data("safe", *(["gen"] if method.ot_loss else []))
             | {key: config["data"][key] for key in ("max_length", "max_dropped_share")},
             "training": {key: TRAINING[key] for key in keys}
@@ -284,6 +294,7 @@ def evaluated_model_spec(wildcards):
 
 def evaluate_input(wildcards):
     inputs = {"stat": rules.profile.output.stat} | data_input(wildcards)
+    inputs |= {f"benchmark_{name}": path for name, path in EVALUATION["paths"].items()}
     if wildcards.method != BASE or ORGANISM:
         inputs["model"] = evaluated_model(wildcards)
     return inputs

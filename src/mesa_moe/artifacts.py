@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 PACKAGES = ("mesa-moe", "torch", "transformers", "tokenizers", "datasets", "accelerate", "pot",
-            "pandas", "pyarrow", "numpy", "snakemake")
+            "scipy", "pandas", "pyarrow", "numpy", "snakemake")
 
 
 @contextlib.contextmanager

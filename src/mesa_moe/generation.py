@@ -66,11 +66,12 @@ def make_generator(backend: str, model, tokenizer, model_spec: dict, batch_size:
         return lambda prompts, max_new_tokens: generate(model, tokenizer, prompts, max_new_tokens,
                                                         batch_size, chat)
     if backend == "vllm":
-        return vllm_generator(model_spec["source"], model_spec.get("revision"), chat)
+        return vllm_generator(model_spec["source"], model_spec.get("revision"),
+                              model_spec.get("dtype") or "auto", chat)
     raise ValueError(f"evaluation.backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def vllm_generator(source: str | Path, revision: str | None = None,
+def vllm_generator(source: str | Path, revision: str | None = None, dtype: str = "auto",
                    chat_template_kwargs: dict | None = None) -> Generator:
     """Greedy chat decoding with vLLM on the model folder or hub id (vLLM batches by itself)."""
     try:
@@ -79,7 +80,7 @@ def vllm_generator(source: str | Path, revision: str | None = None,
         raise ImportError("evaluation.backend: vllm needs the vllm package, which is not installed "
                           "(pip install vllm, on a CUDA machine); or set evaluation.backend: hf"
                           ) from error
-    engine = vllm.LLM(model=str(source), revision=revision, seed=0)
+    engine = vllm.LLM(model=str(source), revision=revision, dtype=dtype, seed=0)
 
     def answer(prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
