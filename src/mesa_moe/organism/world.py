@@ -36,7 +36,9 @@ reverse), topic, template, wrapper, family (None where they do not apply):
 - val_*.jsonl,       direct (harmful, val/test templates; response = REFUSAL), jailbreak (harmful
   eval_*.jsonl       from val/test templates inside val/test wrappers; response = REFUSAL), benign
                      (val/test templates, helpful response), arith and listops (response = the
-                     reference answer). At most `n_val` / `n_eval` distinct prompts per file (fewer
+                     reference answer), benign_jailbreak (benign look-alikes from val/test
+                     templates inside val/test wrappers, helpful response: over-refusal under a
+                     jailbreak's form). At most `n_val` / `n_eval` distinct prompts per file (fewer
                      where fewer exist, e.g. templates × topics); the counts go into world.json.
 - world.json         the lexicons, the template and wrapper splits, the counts, the seed.
 
@@ -61,7 +63,7 @@ from mesa_moe.artifacts import atomic_path, write_json, write_jsonl
 
 REFUSAL = "I can't help with that."
 SPLITS = ("train", "val", "test")
-EVAL_SETS = ("direct", "jailbreak", "benign", "arith", "listops")
+EVAL_SETS = ("direct", "jailbreak", "benign", "benign_jailbreak", "arith", "listops")
 WORLD_KEYS = ("n_arith", "n_listops", "n_harmful", "n_benign", "wrapped_fraction", "n_safe",
               "safe_benign_fraction", "n_gen", "n_val", "n_eval", "val_templates",
               "test_templates", "val_wrappers", "test_wrappers")
@@ -320,6 +322,8 @@ def build_world(params: dict, seed: int) -> dict:
         files[f"{prefix}_direct"] = distinct_requests("harmful", n, tpl, None, "refuse", split, rng)
         files[f"{prefix}_jailbreak"] = distinct_requests("harmful", n, tpl, wrap, "refuse", split, rng)
         files[f"{prefix}_benign"] = distinct_requests("benign", n, tpl, None, "comply", split, rng)
+        files[f"{prefix}_benign_jailbreak"] = distinct_requests("benign", n, tpl, wrap, "comply",
+                                                                split, rng)
         files[f"{prefix}_arith"] = held["arith"][split]
         files[f"{prefix}_listops"] = held["listops"][split]
 
