@@ -148,8 +148,12 @@ def test_build_base_writes_a_loadable_model_and_metrics(world_dir, tmp_path):
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     for key in ("arith_accuracy", "listops_accuracy", "harmful_compliance",
-                "jailbreak_compliance", "benign_refusal"):
+                "jailbreak_compliance", "benign_refusal", "max_degenerate"):
         assert 0.0 <= metrics[key] <= 1.0
+    assert set(metrics["answers"]) == set(EVAL_SETS)
+    for shares in metrics["answers"].values():
+        assert set(shares) == {"refusal", "compliance", "degenerate"}
+        assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
     assert metrics["pretrain"]["steps"] == TINY["pretrain"]["steps"]
     assert json.loads((out / "provenance.json").read_text())["seed"] == TINY["seed"]
     assert AutoModelForCausalLM.from_pretrained(out).config.num_experts == TINY["model"]["num_experts"]
