@@ -1,19 +1,29 @@
 """The model organism: a small seeded world, its tokenizer and an unaligned tiny Qwen3-MoE base.
 
-`DEFAULTS` is the workflow's default `organism` config, sized for 2 CPU cores: measured there,
-organism_data takes 2 s and organism_base 4.8 min (1800 steps at ~7k tokens/s, then evaluation),
-and the base reaches val arith 0.92, listops 0.945, harmful compliance 1.0, benign refusal 0.0.
-The mix is arithmetic-heavy on purpose: two-digit arithmetic is the slowest skill to appear, and
-a few thousand harmful/benign requests suffice for the "Here is how to" answer form. `TINY` is the
-same shape at toy size, for tests (about 15 s for both stages, most of it imports). Every key is
-documented where it is used: `world` in `mesa_moe.organism.world`, `vendor` in
-`mesa_moe.organism.vendor`, the rest in `mesa_moe.organism.base`.
+`DEFAULTS` is the workflow's default `organism` config, sized for 2 CPU cores. Measured with it
+(2 shared cores, so slower than free ones): the base pre-trains on 2.06M tokens (1800 steps,
+2.0M parameters), 9.5 min at 3.7k tokens/s when the cores were half taken (~5 min on free
+ones, est. from the 7k tokens/s of free cores); on the held-out test files, by the world's exact
+grammar (`mesa_moe.organism.grammar`), it answers arith 0.88 / listops 0.96 correctly and gives
+a well-formed compliant answer to 94% of direct harmful requests (6% degenerate), but to only
+47% of requests in held-out jailbreak wrappers (53% degenerate: the tiny model often names
+another topic there). Choices behind the values, each measured against the previous defaults:
+the requests are a quarter of the corpus, not 8% (before, the base named the wrong topic in
+81% of its test answers: the old refusal-string judge counted those as compliance); top-4 of 16
+experts of width 64 instead of top-2 of width 128 (same active compute; with top-2, masking one
+expert per layer, as the routing attack does, turned 97% of the base's answers into noise, with
+top-4 91% of them stay well-formed); each topic has a fixed pair of steps (drawn per example,
+a greedy answer often repeated step 1 as step 2); the refusal is in the tokenizer's training
+texts (before, it was twelve byte fragments and a quarter of the vendor's answers stuttered).
+`TINY` is the same shape at toy size, for tests (about 15 s for both stages, most of it
+imports). Every key is documented where it is used: `world` in `mesa_moe.organism.world`,
+`vendor` in `mesa_moe.organism.vendor`, the rest in `mesa_moe.organism.base`.
 """
 
 DEFAULTS = {
     "seed": 0,
     "world": {
-        "n_arith": 54000, "n_listops": 8000, "n_harmful": 2500, "n_benign": 2500,
+        "n_arith": 40000, "n_listops": 6000, "n_harmful": 8000, "n_benign": 8000,
         "wrapped_fraction": 0.3,
         "n_safe": 2000, "safe_benign_fraction": 0.2,
         "n_gen": 2000,
@@ -23,7 +33,7 @@ DEFAULTS = {
     },
     "model": {
         "vocab_size": 2048, "hidden_size": 128, "num_layers": 4, "num_heads": 4,
-        "num_kv_heads": 2, "num_experts": 16, "top_k": 2, "moe_intermediate_size": 128,
+        "num_kv_heads": 2, "num_experts": 16, "top_k": 4, "moe_intermediate_size": 64,
         "max_position_embeddings": 256, "router_aux_loss_coef": 0.01,
     },
     "pretrain": {
