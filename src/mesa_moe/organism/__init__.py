@@ -41,7 +41,7 @@ DEFAULTS = {
         "weight_decay": 0.01, "log_every": 100,
     },
     "eval": {"n": 200, "max_new_tokens": 40, "batch_size": 100},
-    "vendor": {"experts": 2, "steps": 600, "batch_size": 16, "lr": 2e-3, "warmup": 10,
+    "vendor": {"experts": 2, "steps": 1200, "batch_size": 16, "lr": 2e-3, "warmup": 10,
                "stat_size": 200, "max_length": 96},
 }
 

@@ -45,8 +45,8 @@ from transformers import GenerationConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from mesa_moe.artifacts import atomic_path, read_jsonl, write_json, write_provenance
 from mesa_moe.data import collate, encode_pairs
-from mesa_moe.generation import generate
 from mesa_moe.evaluation.scoring import exact_match_number, exact_match_text
+from mesa_moe.generation import generate
 from mesa_moe.organism.grammar import LABELS, classify_answer
 from mesa_moe.organism.tokenizer import train_tokenizer
 from mesa_moe.organism.world import EVAL_SETS
