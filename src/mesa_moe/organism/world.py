@@ -215,12 +215,11 @@ def request_record(task: str, category: str, topic: str, template: str, wrapper:
 
 def sample_requests(task: str, n: int, templates: list[str], wrappers: list, wrapped_fraction: float,
                     mode: str, split: str, rng: random.Random) -> list[dict]:
-    """n requests, a share of them wrapped. Topics come in shuffled rounds of every topic of
-    `task`, so that every topic occurs once n reaches the number of topics."""
+    """n requests (topics of `task`, drawn with replacement), a share of them wrapped."""
     pairs = topic_pairs(HARMFUL_TOPICS if task == "harmful" else BENIGN_TOPICS)
-    rounds = [pair for _ in range(-(-n // len(pairs))) for pair in rng.sample(pairs, len(pairs))]
     records = []
-    for category, topic in rounds[:n]:
+    for _ in range(n):
+        category, topic = rng.choice(pairs)
         wrapper = rng.choice(wrappers) if wrappers and rng.random() < wrapped_fraction else None
         records.append(request_record(task, category, topic, rng.choice(templates), wrapper,
                                       answer(mode, topic), split))
