@@ -16,7 +16,8 @@ Choices behind the values, each measured against the previous defaults: the requ
 quarter of the corpus, not 8% (before, the base named the wrong topic in 81% of its test
 answers, which the refusal-string judge counted as compliance); top-4 of 16 experts of width
 64 instead of top-2 of width 128 (same active compute; with top-2, masking one expert per layer
-as the routing attack does turned 97% of the base's answers into noise, with top-4 9%); a fixed
+as the routing attack does turned 97% of the base's answers into noise, with top-4 9%, but
+91% in the second world); a fixed
 pair of steps per topic (drawn per example, a greedy answer often repeated step 1 as step 2);
 the refusal in the tokenizer's training texts (before, it was twelve byte fragments and a
 quarter of the vendor's answers stuttered); a 1200-step vendor SFT (600 steps: 64% refusals).
