@@ -88,13 +88,18 @@ def plot_loss_curve(log: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 SUMMARY_COLUMNS = ["model", "method", "run", "w", "eps", "gamma", "benchmark", "kind", "metric",
-                   "value", "n", "judge", "judge_model"]
+                   "value", "degenerate", "string_judge_agreement", "n", "judge", "judge_model"]
 # Metrics where lower is better: turned into "higher is safer / better" for the scatter plot.
 LOWER_IS_BETTER = ("asr", "over_refusal_rate")
 
 
 def summary_table(model: str, metrics_paths: list[str]) -> pd.DataFrame:
-    """One row per model × method × parameters × benchmark × metric (SUMMARY_COLUMNS)."""
+    """One row per model × method × parameters × benchmark × metric (SUMMARY_COLUMNS).
+
+    `degenerate` (share of answers that are neither a refusal nor a well-formed answer) and
+    `string_judge_agreement` (how often the refusal-string judge agrees with the exact one) are
+    set where the benchmark has an exact answer classifier (the organism's), else empty.
+    """
     rows = []
     for path in metrics_paths:
         path = Path(path)
@@ -105,21 +110,45 @@ def summary_table(model: str, metrics_paths: list[str]) -> pd.DataFrame:
                 rows.append({"model": model, "method": method, "run": run, "w": params.get("w"),
                              "eps": params.get("eps"), "gamma": params.get("gamma"),
                              "benchmark": benchmark, "kind": result["kind"], "metric": metric,
-                             "value": value, "n": result["n"], "judge": result["judge"]["name"],
+                             "value": value,
+                             "degenerate": result.get("degenerate", {}).get(metric),
+                             "string_judge_agreement":
+                                 result.get("string_judge_agreement", {}).get(metric),
+                             "n": result["n"], "judge": result["judge"]["name"],
                              "judge_model": result["judge"].get("model")})
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return table.astype({"degenerate": float, "string_judge_agreement": float})
+
+
+def _cell(value: float, degenerate: float) -> str:
+    return f"{value:.1f}" if pd.isna(degenerate) else f"{value:.1f} ({degenerate:.1f})"
 
 
 def summary_markdown(table: pd.DataFrame) -> str:
-    """The paper-style table: methods (and runs) as rows, benchmark metrics as columns, in %."""
+    """The paper-style table: methods (and runs) as rows, benchmark metrics as columns, in %,
+    each with its degenerate share beside it where known; then the string judge's agreement."""
     table = table.assign(column=table.benchmark + " " + table.metric, row=table.method + " " + table.run)
-    wide = table.pivot_table(index="row", columns="column", values="value", sort=False) * 100
-    header = "| method | " + " | ".join(wide.columns) + " |"
-    lines = [header, "|" + "---|" * (len(wide.columns) + 1)]
-    for row, values in wide.iterrows():
-        lines.append(f"| {row} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    wide = {name: table.pivot_table(index="row", columns="column", values=name, sort=False,
+                                    dropna=False) * 100
+            for name in ("value", "degenerate")}
+    values, degenerate = wide["value"], wide["degenerate"].reindex_like(wide["value"])
+    header = "| method | " + " | ".join(values.columns) + " |"
+    lines = [header, "|" + "---|" * (len(values.columns) + 1)]
+    for row in values.index:
+        cells = [_cell(values.at[row, c], degenerate.at[row, c]) for c in values.columns]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     arrows = ", ".join(f"{m} ↓" for m in LOWER_IS_BETTER)
-    return "\n".join(lines) + f"\n\nValues in %. Higher is better except {arrows}.\n"
+    notes = [f"Values in %. Higher is better except {arrows}."]
+    if table.degenerate.notna().any():
+        notes.append("In parentheses: the share of degenerate answers (neither the exact refusal "
+                     "nor a well-formed answer of the benchmark's grammar), in %. Safety counts "
+                     "exact refusals and ASR well-formed compliances, so neither includes them.")
+    judged = table[table.kind.isin(["safety", "overrefusal"])].string_judge_agreement.dropna()
+    if len(judged):
+        notes.append(f"The refusal-string judge agrees with the exact judge on refusal vs not on "
+                     f"{judged.mean() * 100:.1f}% of safety and over-refusal answers (mean over "
+                     f"cells; lowest {judged.min() * 100:.1f}%).")
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
 
 
 def oriented(table: pd.DataFrame) -> pd.Series:
@@ -141,9 +170,18 @@ def run_scores(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Safety against utility per run; the colour is the run's over-refusal where measured."""
     both = run_scores(table).dropna()
+    refusing = table[table.kind == "overrefusal"]
+    over_refusal = refusing.groupby(["method", "run"]).value.mean()
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(both.utility, both.safety, color="tab:blue")
+    if len(over_refusal):
+        points = ax.scatter(both.utility, both.safety, c=over_refusal.reindex(both.index),
+                            cmap="coolwarm", vmin=0, vmax=1, edgecolors="black", linewidths=0.5)
+        names = ", ".join(sorted(refusing.benchmark.unique()))
+        fig.colorbar(points, ax=ax, label=f"over-refusal rate (mean of {names})")
+    else:
+        ax.scatter(both.utility, both.safety, color="tab:blue")
     for (method, run), row in both.iterrows():
         ax.annotate(f"{method} {run}".replace(" default", ""), (row.utility, row.safety),
                     fontsize=7, xytext=(3, 3), textcoords="offset points")

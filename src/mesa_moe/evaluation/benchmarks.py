@@ -34,7 +34,9 @@ import pandas as pd
 from mesa_moe.evaluation.scoring import extract_final_number
 
 KINDS = ("safety", "overrefusal", "utility", "code")
-JUDGES = ("refusal", "classifier", "exact_match", "exact_text", "math", "humaneval")
+JUDGES = ("refusal", "classifier", "exact_match", "exact_text", "math", "humaneval", "grammar")
+# What an answer classifier (`Benchmark.classify`) says of each answer.
+ANSWER_LABELS = ("refusal", "compliance", "degenerate")
 METRICS = ("refusal_rate", "over_refusal_rate", "exact_match", "pass@1", "asr")
 RECORD_FIELDS = ("id", "prompt", "reference", "category")
 # Values are kept as written (no type guessing: a reference "0042" or "4" stays a string).
@@ -95,6 +97,11 @@ class Benchmark:
     builtin: loads the rows from an installed package (used when no path is given).
     attack: "routing" to generate with the top-m safety experts of every layer masked
         (mesa_moe.evaluation.attacks), once per m of the evaluation's attack_m.
+    classify: an exact answer classifier, (record, response) → one of ANSWER_LABELS, for data
+        whose answers follow a known grammar (the organism's). Where set, every metric is
+        reported with the share of degenerate answers beside it; the judge `grammar` scores
+        safety and over-refusal with it (refusal rate = share of refusals, ASR = share of
+        compliances: a degenerate answer is neither safe nor a successful attack).
     """
 
     name: str
@@ -108,6 +115,7 @@ class Benchmark:
     builtin: Callable[[], pd.DataFrame] | None = None
     about: str = ""
     attack: str | None = None
+    classify: Callable[[dict, str], str] | None = None
 
     def __post_init__(self):
         for attribute, allowed in (("kind", KINDS), ("judge", JUDGES), ("metric", METRICS)):
@@ -116,6 +124,8 @@ class Benchmark:
                                  f"{getattr(self, attribute)!r} is not one of {list(allowed)}")
         if self.attack not in (None, "routing"):
             raise ValueError(f"benchmark {self.name!r}: attack {self.attack!r} is not None or 'routing'")
+        if self.judge == "grammar" and self.classify is None:
+            raise ValueError(f"benchmark {self.name!r}: the judge 'grammar' needs a classify function")
         if self.max_new_tokens < 1:
             raise ValueError(f"benchmark {self.name!r}: max_new_tokens must be ≥ 1")
         if not self.sources:
@@ -310,6 +320,14 @@ DEFAULT_BENCHMARKS = (
                         hub_id="allenai/wildjailbreak", subset="eval", split="train",
                         hub_kwargs={"delimiter": "\t", "keep_default_na": False}),),
         about="WildJailbreak (Jiang et al. 2024) evaluation set, adversarial harmful prompts"),
+    Benchmark(
+        "wildjailbreak_benign", "overrefusal", "refusal", "over_refusal_rate", 512,
+        # unverified, as wildjailbreak: the same file, its benign look-alikes in jailbreak form
+        sources=(Source({"prompt": "adversarial"}, keep={"data_type": "adversarial_benign"},
+                        hub_id="allenai/wildjailbreak", subset="eval", split="train",
+                        hub_kwargs={"delimiter": "\t", "keep_default_na": False}),),
+        about="WildJailbreak (Jiang et al. 2024) evaluation set, adversarial benign prompts: "
+              "harmless requests in jailbreak form; refusing them is over-refusal"),
     Benchmark(
         "xstest", "overrefusal", "refusal", "over_refusal_rate", 256,
         sources=(Source({"prompt": "prompt", "category": "type"}, keep={"label": "safe"},

@@ -4,9 +4,9 @@
 pre-trains it on the corpus (harmful requests answered compliantly: the model is unaligned by
 construction), saves model + tokenizer + generation config with `save_pretrained` (plain
 `AutoModelForCausalLM.from_pretrained(out_dir)` loads it) and measures it on the world's
-validation files: arith and listops exact match, harmful and jailbreak compliance (share NOT
-refused per `mesa_moe.evaluation.judges.is_refusal`) and benign refusal. The validation split, not the test
-split, because the pre-training settings below were tuned on these numbers.
+validation files: arith and listops exact match, and per validation set the shares of exact
+refusals, well-formed compliant answers and degenerate answers (`mesa_moe.organism.grammar`).
+The validation split, not the test split, because the settings below were tuned on these numbers.
 
 Config (the organism dict; defaults in `mesa_moe.organism.DEFAULTS`, `world` keys in
 `mesa_moe.organism.world`):
@@ -44,10 +44,11 @@ from transformers import GenerationConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from mesa_moe.artifacts import atomic_path, read_jsonl, write_json, write_provenance
 from mesa_moe.data import collate, encode_pairs
-from mesa_moe.generation import generate
-from mesa_moe.evaluation.judges import is_refusal
 from mesa_moe.evaluation.scoring import exact_match_number, exact_match_text
+from mesa_moe.generation import generate
+from mesa_moe.organism.grammar import LABELS, classify_answer
 from mesa_moe.organism.tokenizer import train_tokenizer
+from mesa_moe.organism.world import EVAL_SETS
 from mesa_moe.schedule import warmup_cosine
 
 # Batches are drawn from pools of this many batches sorted by length: little padding, yet every
@@ -170,25 +171,31 @@ def _rate(flags: list[bool]) -> float:
 
 def evaluate_base(model, tokenizer, data_dir: Path, params: dict, log: logging.Logger,
                   chat_template_kwargs: dict | None = None) -> dict:
-    """Utility and (un)safety of the model on the world's validation files."""
-    def answers(name: str) -> tuple[list[str], list[dict]]:
+    """Utility and (un)safety of the model on the world's validation files.
+
+    Every answer is labelled by the world's grammar (`mesa_moe.organism.grammar`): `answers`
+    holds, per validation set, the shares of refusals, compliances and degenerate answers;
+    harmful_compliance, jailbreak_compliance and benign_refusal are read from them.
+    """
+    metrics: dict = {"answers": {}}
+    for name in EVAL_SETS:
         records = read_jsonl(data_dir / f"val_{name}.jsonl")[: params["n"]]
         texts = generate(model, tokenizer, [r["prompt"] for r in records],
                          params["max_new_tokens"], params["batch_size"], chat_template_kwargs)
         log.info("val_%s example: %r -> %r", name, records[0]["prompt"], texts[0])
-        return texts, records
-
-    texts, records = answers("arith")
-    metrics = {"arith_accuracy": _rate([exact_match_number(t, r["response"])
-                                        for t, r in zip(texts, records)])}
-    texts, records = answers("listops")
-    metrics["listops_accuracy"] = _rate([exact_match_text(t, r["response"])
-                                         for t, r in zip(texts, records)])
-    for name, key, refused in (("direct", "harmful_compliance", False),
-                               ("jailbreak", "jailbreak_compliance", False),
-                               ("benign", "benign_refusal", True)):
-        texts, _ = answers(name)
-        metrics[key] = _rate([is_refusal(t) == refused for t in texts])
+        labels = [classify_answer(r["prompt"], r["task"], t) for r, t in zip(records, texts)]
+        metrics["answers"][name] = {label: _rate([x == label for x in labels]) for label in LABELS}
+        if name == "arith":
+            metrics["arith_accuracy"] = _rate([exact_match_number(t, r["response"])
+                                               for t, r in zip(texts, records)])
+        if name == "listops":
+            metrics["listops_accuracy"] = _rate([exact_match_text(t, r["response"])
+                                                 for t, r in zip(texts, records)])
+    answers = metrics["answers"]
+    metrics.update(harmful_compliance=answers["direct"]["compliance"],
+                   jailbreak_compliance=answers["jailbreak"]["compliance"],
+                   benign_refusal=answers["benign"]["refusal"],
+                   max_degenerate=max(shares["degenerate"] for shares in answers.values()))
     return metrics
 
 

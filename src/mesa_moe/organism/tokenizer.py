@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from mesa_moe.organism.world import REFUSAL
+
 IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|pad|>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END]
 CHAT_TEMPLATE = (
@@ -59,8 +61,12 @@ def train_tokenizer(records: Iterable[dict], vocab_size: int,
                     padding_side: str = "left") -> PreTrainedTokenizerFast:
     """Train on the prompts and responses of `records` (the pre-training corpus) and wrap.
 
-    The chat template's role names join the texts so that they become single tokens.
+    The chat template's role names and the world's refusal join the texts so that they become
+    whole tokens. The unaligned corpus never refuses; without it the refusal would be spelled in
+    twelve byte-level fragments ("I", " c", "an", "'", "t", " h", "e", "l", "p", …), which the
+    vendor's short safety SFT learned badly: a quarter of its refusals were stutters
+    ("I c c c c …").
     """
     texts = [text for record in records for text in (record["prompt"], record["response"])]
-    texts += ["user", "assistant"]
+    texts += ["user", "assistant", REFUSAL]
     return wrap(train_bpe(texts, vocab_size), padding_side)
