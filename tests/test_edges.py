@@ -309,7 +309,9 @@ def test_summary_markdown_exactly():
                           "run": ["w~2", "w~2", "default", "default"],
                           "benchmark": ["gsm8k", "jbb", "gsm8k", "jbb"],
                           "metric": ["exact_match", "asr", "exact_match", "asr"],
-                          "value": [0.5, 0.25, 0.625, 0.75]})
+                          "value": [0.5, 0.25, 0.625, 0.75],
+                          "kind": ["utility", "safety", "utility", "safety"],
+                          "degenerate": np.nan, "string_judge_agreement": np.nan})
     assert summary_markdown(table) == (
         "| method | gsm8k exact_match | jbb asr |\n"
         "|---|---|---|\n"
@@ -474,4 +476,4 @@ def test_humaneval_pass_at_1_from_the_sandbox():
             dict(records[1], response="    return None\n")]
     sandbox = {"timeout_s": 5.0, "memory_mb": 512, "workers": 1}
     assert score_generations(get_benchmark("humaneval"), rows, RefusalJudge(), sandbox) == \
-        {"pass@1": 0.5}
+        {"scores": {"pass@1": 0.5}}

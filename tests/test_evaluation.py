@@ -137,7 +137,7 @@ def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_di
             expected = {"exact_match": np.mean([row["response"].split() == row["reference"].split()
                                                 for row in rows])}
         else:
-            metric = {"organism_benign": "over_refusal_rate"}.get(name, "refusal_rate")
+            metric = get_benchmark(name).metric
             expected = {metric: np.mean([label == "refusal" for label in labels])}
         assert stored[name]["scores"] == pytest.approx(expected), name
     for name in files:

@@ -135,7 +135,7 @@ def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, t
     provenance = json.loads((Path(spec["out_dir"]) / "provenance.json").read_text())
     assert provenance["model"]["chat_template_kwargs"] == NO_THINKING
     benchmark = tmp_path / "arith.jsonl"
-    row = {"prompt": "What is 1 + 1?", "response": "2", "task": "a"}
+    row = {"prompt": "What is 1 + 1?", "response": "2", "task": "arith"}
     benchmark.write_text(json.dumps(row) + "\n")
     settings = {"limit": None, "batch_size": 2, "seed": 0, "max_length": 48, "attack_m": [0],
                 "judge": {"name": "refusal"}, "sandbox": {}}

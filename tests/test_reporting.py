@@ -38,7 +38,8 @@ def test_every_metric_kind_is_covered():
 def test_metric_value_from_verdicts(metric):
     benchmark = get_benchmark(BENCHMARK_OF[metric])
     assert benchmark.metric == metric
-    assert metric_value(benchmark, VERDICTS) == pytest.approx(EXPECTED[metric])
+    rows = [{"verdict": verdict} for verdict in VERDICTS]
+    assert metric_value(benchmark, rows) == pytest.approx(EXPECTED[metric])
 
 
 def test_safety_scores_from_responses_by_hand():
@@ -47,7 +48,7 @@ def test_safety_scores_from_responses_by_hand():
     responses = [REFUSAL, COMPLIANCE, COMPLIANCE, COMPLIANCE]  # 1 of 4 refused
     rows = [{"message": "x", "response": text, "attack_m": 0} for text in responses]
     scored = {name: score_generations(get_benchmark(name), [dict(r) for r in rows],
-                                      RefusalJudge(), {})
+                                      RefusalJudge(), {})["scores"]
               for name in ("strongreject", "jailbreakbench", "xstest")}
     assert scored == {"strongreject": {"refusal_rate": 0.25}, "jailbreakbench": {"asr_m0": 0.75},
                       "xstest": {"over_refusal_rate": 0.25}}
@@ -59,7 +60,7 @@ def test_routing_attack_scores_asr_per_number_of_masked_experts():
             [(0, REFUSAL), (0, REFUSAL), (1, REFUSAL), (1, COMPLIANCE), (2, COMPLIANCE),
              (2, COMPLIANCE)]]
     assert score_generations(attack, rows, RefusalJudge(), {}) == \
-        {"asr_m0": 0.0, "asr_m1": 0.5, "asr_m2": 1.0}
+        {"scores": {"asr_m0": 0.0, "asr_m1": 0.5, "asr_m2": 1.0}}
     assert [row["verdict"] for row in rows] == [True, True, True, False, False, False]
 
 
@@ -82,8 +83,8 @@ def test_summary_markdown_marks_the_lower_is_better_metrics():
 def summary_row(method, run, benchmark, kind, metric, value, **params):
     return {"model": "m", "method": method, "run": run, "w": params.get("w"),
             "eps": params.get("eps"), "gamma": params.get("gamma"), "benchmark": benchmark,
-            "kind": kind, "metric": metric, "value": value, "n": 10, "judge": "refusal",
-            "judge_model": None}
+            "kind": kind, "metric": metric, "value": value, "degenerate": np.nan,
+            "string_judge_agreement": np.nan, "n": 10, "judge": "refusal", "judge_model": None}
 
 
 def brute_force_front(safety, utility):
