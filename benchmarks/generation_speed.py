@@ -19,8 +19,29 @@ from mesa_moe.generation import generate
 from mesa_moe.organism.tokenizer import train_tokenizer
 
 TARGET = 4.0
-WORDS = ["how", "do", "i", "pick", "the", "lock", "of", "a", "door", "what", "is", "seven", "plus",
-         "five", "list", "the", "max", "of", "three", "and", "nine"]
+WORDS = [
+    "how",
+    "do",
+    "i",
+    "pick",
+    "the",
+    "lock",
+    "of",
+    "a",
+    "door",
+    "what",
+    "is",
+    "seven",
+    "plus",
+    "five",
+    "list",
+    "the",
+    "max",
+    "of",
+    "three",
+    "and",
+    "nine",
+]
 
 
 def main():
@@ -37,12 +58,19 @@ def main():
     prompts = [" ".join(rng.choices(WORDS, k=rng.randint(5, 30))) for _ in range(args.prompts)]
     tokenizer = train_tokenizer([{"prompt": p, "response": p} for p in prompts], vocab_size=300)
     torch.manual_seed(0)
-    config = Qwen3MoeConfig(vocab_size=len(tokenizer), hidden_size=args.hidden,
-                            intermediate_size=args.hidden, moe_intermediate_size=args.hidden,
-                            num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                            num_experts=args.experts, num_experts_per_tok=2,
-                            eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
+    config = Qwen3MoeConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden,
+        moe_intermediate_size=args.hidden,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=args.experts,
+        num_experts_per_tok=2,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = Qwen3MoeForCausalLM(config).eval()
     generate(model, tokenizer, prompts[:2], 4, 2)  # warm-up
     timings, answers = {}, {}
@@ -54,9 +82,11 @@ def main():
     if answers[1] != answers[args.batch]:
         raise SystemExit("batched answers differ from one-at-a-time answers")
     speedup = timings[1] / timings[args.batch]
-    print(f"{args.prompts} prompts × {args.new_tokens} new tokens: one at a time "
-          f"{timings[1]:.2f} CPU-s, batch {args.batch} {timings[args.batch]:.2f} CPU-s, "
-          f"speed-up {speedup:.1f}× (target ≥ {TARGET}×)")
+    print(
+        f"{args.prompts} prompts × {args.new_tokens} new tokens: one at a time "
+        f"{timings[1]:.2f} CPU-s, batch {args.batch} {timings[args.batch]:.2f} CPU-s, "
+        f"speed-up {speedup:.1f}× (target ≥ {TARGET}×)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,15 +33,22 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = Qwen3MoeConfig(vocab_size=2048, hidden_size=args.hidden, intermediate_size=args.hidden,
-                            moe_intermediate_size=args.hidden, num_hidden_layers=args.layers,
-                            num_attention_heads=4, num_key_value_heads=2,
-                            num_experts=args.experts, num_experts_per_tok=args.top_k)
+    config = Qwen3MoeConfig(
+        vocab_size=2048,
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden,
+        moe_intermediate_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=args.experts,
+        num_experts_per_tok=args.top_k,
+    )
     model = Qwen3MoeForCausalLM(config).eval()
     adapter = adapter_for(model)
     input_ids = torch.randint(0, 2048, (args.batch, args.length))
     attention_mask = torch.ones_like(input_ids)
-    attention_mask[: args.batch // 2, -args.length // 4:] = 0  # some padding, as in real batches
+    attention_mask[: args.batch // 2, -args.length // 4 :] = 0  # some padding, as in real batches
     source = torch.arange(args.batch) % 2
     tokens = int(attention_mask.sum())
 
@@ -61,10 +68,12 @@ def main():
                 forward()
                 capture.append(time.process_time() - start)
     plain_tps, capture_tps = tokens / min(plain), tokens / min(capture)
-    print(f"E={args.experts} top-{args.top_k} hidden={args.hidden} layers={args.layers} "
-          f"batch={args.batch}×{args.length}: plain {plain_tps:,.0f} tokens/CPU-s, "
-          f"capture {capture_tps:,.0f} tokens/CPU-s, ratio {capture_tps / plain_tps:.3f} "
-          f"(target ≥ {TARGET})")
+    print(
+        f"E={args.experts} top-{args.top_k} hidden={args.hidden} layers={args.layers} "
+        f"batch={args.batch}×{args.length}: plain {plain_tps:,.0f} tokens/CPU-s, "
+        f"capture {capture_tps:,.0f} tokens/CPU-s, ratio {capture_tps / plain_tps:.3f} "
+        f"(target ≥ {TARGET})"
+    )
 
 
 if __name__ == "__main__":

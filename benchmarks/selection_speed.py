@@ -34,9 +34,18 @@ def pot_loop_seconds(activations, coactivation, epsilon, tau) -> float:
         rows = table[table.layer == layer]
         r = rows.p_safe.to_numpy() / rows.p_safe.sum()
         cost = np.tile(rows.cost.to_numpy(), (experts, 1))
-        ot.unbalanced.sinkhorn_unbalanced(r, np.full(experts, 1 / experts), cost, epsilon,
-                                          (float("inf"), tau), method="sinkhorn", reg_type="kl",
-                                          c=reference, numItermax=10_000, stopThr=1e-9)
+        ot.unbalanced.sinkhorn_unbalanced(
+            r,
+            np.full(experts, 1 / experts),
+            cost,
+            epsilon,
+            (float("inf"), tau),
+            method="sinkhorn",
+            reg_type="kl",
+            c=reference,
+            numItermax=10_000,
+            stopThr=1e-9,
+        )
     return time.process_time() - start
 
 
@@ -49,25 +58,32 @@ def main():
     parser.add_argument("--pot", action="store_true", help="also time POT per layer")
     args = parser.parse_args()
     print(f"ε={args.epsilon} τ={args.tau}; best of {args.repeats}")
-    print(f"{'shape':>9} {'select s':>9} {'CPU s':>7} {'target s':>9} {'POT CPU s':>10} "
-          f"{'POT/select CPU':>14}")
+    print(
+        f"{'shape':>9} {'select s':>9} {'CPU s':>7} {'target s':>9} {'POT CPU s':>10} "
+        f"{'POT/select CPU':>14}"
+    )
     for shape in args.shapes:
         layers, experts = map(int, shape.split("x"))
         activations, coactivation = synthetic_profile(layers, experts)
         times, cpu_times = [], []
         for _ in range(args.repeats):
             start, cpu_start = time.perf_counter(), time.process_time()
-            select_experts(activations, coactivation, "ot", w=8, epsilon=args.epsilon,
-                           tau=args.tau)
+            select_experts(activations, coactivation, "ot", w=8, epsilon=args.epsilon, tau=args.tau)
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
         best = min(times)
         target = TARGETS_S.get((layers, experts))
-        pot = pot_loop_seconds(activations, coactivation, args.epsilon, args.tau) \
-            if args.pot else float("nan")
+        pot = (
+            pot_loop_seconds(activations, coactivation, args.epsilon, args.tau)
+            if args.pot
+            else float("nan")
+        )
         cpu = min(cpu_times)
-        print(f"{shape:>9} {best:9.3f} {cpu:7.3f} {target if target else '-':>9} {pot:10.3f} "
-              f"{pot / cpu:14.1f}", flush=True)
+        print(
+            f"{shape:>9} {best:9.3f} {cpu:7.3f} {target if target else '-':>9} {pot:10.3f} "
+            f"{pot / cpu:14.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

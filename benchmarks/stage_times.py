@@ -27,11 +27,13 @@ def read_benchmarks(results: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, sep="\t", na_values=["NA", "-"])
         missing = {"s", "cpu_time", "max_rss"} - set(frame.columns)
         if missing:
-            raise ValueError(f"{path}: not a Snakemake benchmark file "
-                             f"(no {sorted(missing)} columns)")
+            raise ValueError(
+                f"{path}: not a Snakemake benchmark file (no {sorted(missing)} columns)"
+            )
         model, rule = path.parts[-4], path.parts[-2]
-        frames.append(frame[["s", "cpu_time", "max_rss"]].assign(model=model, rule=rule,
-                                                                  job=path.stem))
+        frames.append(
+            frame[["s", "cpu_time", "max_rss"]].assign(model=model, rule=rule, job=path.stem)
+        )
     if not frames:
         raise FileNotFoundError(f"no benchmark files under {results}/<model>/benchmarks/<rule>/")
     return pd.concat(frames, ignore_index=True)
@@ -40,13 +42,20 @@ def read_benchmarks(results: Path) -> pd.DataFrame:
 def stage_times(records: pd.DataFrame) -> pd.DataFrame:
     """Per (model, rule): COLUMNS; a repeated job counts once, with its mean time."""
     jobs = records.groupby(["model", "rule", "job"], as_index=False).agg(
-        s=("s", "mean"), cpu_time=("cpu_time", "mean"), max_rss=("max_rss", "max"))
+        s=("s", "mean"), cpu_time=("cpu_time", "mean"), max_rss=("max_rss", "max")
+    )
     table = jobs.groupby(["model", "rule"], as_index=False).agg(
-        jobs=("job", "size"), total_s=("s", "sum"), mean_s=("s", "mean"), max_s=("s", "max"),
-        cpu_s=("cpu_time", "sum"), max_rss_mb=("max_rss", "max"))
+        jobs=("job", "size"),
+        total_s=("s", "sum"),
+        mean_s=("s", "mean"),
+        max_s=("s", "max"),
+        cpu_s=("cpu_time", "sum"),
+        max_rss_mb=("max_rss", "max"),
+    )
     table["share"] = table.total_s / table.groupby("model").total_s.transform("sum")
-    return table.sort_values(["model", "total_s"], ascending=[True, False],
-                             ignore_index=True)[COLUMNS]
+    return table.sort_values(["model", "total_s"], ascending=[True, False], ignore_index=True)[
+        COLUMNS
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

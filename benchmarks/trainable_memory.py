@@ -31,10 +31,18 @@ EXPERTS_ALL_TARGET = 1.05
 def tiny_model(args) -> Qwen3MoeForCausalLM:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    config = Qwen3MoeConfig(vocab_size=1000, hidden_size=args.hidden, intermediate_size=args.hidden,
-                            moe_intermediate_size=args.hidden, num_hidden_layers=args.layers,
-                            num_attention_heads=4, num_key_value_heads=2, num_experts=args.experts,
-                            num_experts_per_tok=2, experts_implementation="grouped_mm")
+    config = Qwen3MoeConfig(
+        vocab_size=1000,
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden,
+        moe_intermediate_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=args.experts,
+        num_experts_per_tok=2,
+        experts_implementation="grouped_mm",
+    )
     return Qwen3MoeForCausalLM(config)
 
 
@@ -51,13 +59,20 @@ def run_steps(model, parameters: list, steps: int, routers: set[int] = frozenset
         optimizer.zero_grad(set_to_none=False)
         times.append(time.process_time() - start)
     grads = {id(p): p.grad.numel() * p.grad.element_size() for p in parameters}
-    router_adam = sum(t.numel() * t.element_size() for p, state in optimizer.state.items()
-                      if id(p) in routers for t in state.values() if torch.is_tensor(t))
-    return {"param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
-            "bytes": sum(grads.values()) + optimizer_state_bytes(optimizer),
-            "router_bytes": sum(b for key, b in grads.items() if key in routers) + router_adam,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "step_s": sorted(times)[len(times) // 2]}
+    router_adam = sum(
+        t.numel() * t.element_size()
+        for p, state in optimizer.state.items()
+        if id(p) in routers
+        for t in state.values()
+        if torch.is_tensor(t)
+    )
+    return {
+        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "bytes": sum(grads.values()) + optimizer_state_bytes(optimizer),
+        "router_bytes": sum(b for key, b in grads.items() if key in routers) + router_adam,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "step_s": sorted(times)[len(times) // 2],
+    }
 
 
 def measure(args, w: int) -> dict:
@@ -100,23 +115,30 @@ def main():
     rows = {args.experts: full}
     for w in sorted({1, 2, args.w, args.experts // 2} - {args.experts}):
         rows[w] = in_fresh_process(measure, args, w)
-    print(f"{'w':>3} {'grad+adam MB':>12} {'/experts_all':>12} {'peak RSS MB':>11} "
-          f"{'CPU-s/step':>10}")
+    print(
+        f"{'w':>3} {'grad+adam MB':>12} {'/experts_all':>12} {'peak RSS MB':>11} {'CPU-s/step':>10}"
+    )
     for w, row in sorted(rows.items()):
-        print(f"{w:>3} {row['bytes'] / 2**20:12.3f} {row['bytes'] / full['bytes']:12.3f} "
-              f"{row['peak_rss_mb']:11.0f} {row['step_s']:10.3f}")
+        print(
+            f"{w:>3} {row['bytes'] / 2**20:12.3f} {row['bytes'] / full['bytes']:12.3f} "
+            f"{row['peak_rss_mb']:11.0f} {row['step_s']:10.3f}"
+        )
     mesa = rows[args.w]
     expert_bytes = full["bytes"] - full["router_bytes"]
     bound = TARGET_FACTOR * args.w / args.experts * expert_bytes + mesa["router_bytes"]
-    print(f"mesa (w={args.w}) grad+adam {mesa['bytes'] / 2**20:.3f} MB, bound "
-          f"{TARGET_FACTOR}·(w/E)·experts + routers = {bound / 2**20:.3f} MB: "
-          f"{'within' if mesa['bytes'] <= bound else 'OVER'}; peak RSS mesa "
-          f"{mesa['peak_rss_mb']:.0f} MB, experts_all {full['peak_rss_mb']:.0f} MB")
+    print(
+        f"mesa (w={args.w}) grad+adam {mesa['bytes'] / 2**20:.3f} MB, bound "
+        f"{TARGET_FACTOR}·(w/E)·experts + routers = {bound / 2**20:.3f} MB: "
+        f"{'within' if mesa['bytes'] <= bound else 'OVER'}; peak RSS mesa "
+        f"{mesa['peak_rss_mb']:.0f} MB, experts_all {full['peak_rss_mb']:.0f} MB"
+    )
     plain = in_fresh_process(plain_fused, args)
     ratio = total_bytes(full) / total_bytes(plain)
-    print(f"experts_all / plain fused training: parameter + gradient + AdamW bytes {ratio:.3f} "
-          f"(target ≤ {EXPERTS_ALL_TARGET}: {'met' if ratio <= EXPERTS_ALL_TARGET else 'MISSED'}; "
-          f"{total_bytes(full) / 2**20:.2f} MB vs {total_bytes(plain) / 2**20:.2f} MB)")
+    print(
+        f"experts_all / plain fused training: parameter + gradient + AdamW bytes {ratio:.3f} "
+        f"(target ≤ {EXPERTS_ALL_TARGET}: {'met' if ratio <= EXPERTS_ALL_TARGET else 'MISSED'}; "
+        f"{total_bytes(full) / 2**20:.2f} MB vs {total_bytes(plain) / 2**20:.2f} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ def pairs(rng: random.Random, n: int, kind: str) -> list[dict]:
     """Safe and general pairs of the same length distribution (so both batches cost alike)."""
     rows = []
     for _ in range(n):
-        words = " ".join(rng.choices(["lock", "door", "key", "open", "seven", "plus", "nine"],
-                                     k=rng.randint(8, 30)))
+        words = " ".join(
+            rng.choices(
+                ["lock", "door", "key", "open", "seven", "plus", "nine"], k=rng.randint(8, 30)
+            )
+        )
         if kind == "safe":
             rows.append({"prompt": f"How do I {words}?", "response": "I can't help with that."})
         else:
@@ -50,36 +53,73 @@ def build(root: Path, args) -> dict:
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tokenizer = train_tokenizer(safe + gen, vocab_size=512)
     torch.manual_seed(0)
-    config = Qwen3MoeConfig(vocab_size=len(tokenizer), hidden_size=args.hidden,
-                            intermediate_size=args.hidden, moe_intermediate_size=args.hidden,
-                            num_hidden_layers=args.layers, num_attention_heads=4,
-                            num_key_value_heads=2, num_experts=args.experts, num_experts_per_tok=2,
-                            pad_token_id=tokenizer.pad_token_id,
-                            eos_token_id=tokenizer.eos_token_id)
+    config = Qwen3MoeConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden,
+        moe_intermediate_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=args.experts,
+        num_experts_per_tok=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = Qwen3MoeForCausalLM(config)
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
-    pd.DataFrame([{"layer": layer, "expert": e, "f_mix": 100 * e / args.experts, "cost": 0.5,
-                   "p_safe": 1 / args.experts, "score": float("nan"), "selected": e < args.w}
-                  for layer in range(args.layers) for e in range(args.experts)]
-                 ).to_parquet(root / "experts.parquet")
+    pd.DataFrame(
+        [
+            {
+                "layer": layer,
+                "expert": e,
+                "f_mix": 100 * e / args.experts,
+                "cost": 0.5,
+                "p_safe": 1 / args.experts,
+                "score": float("nan"),
+                "selected": e < args.w,
+            }
+            for layer in range(args.layers)
+            for e in range(args.experts)
+        ]
+    ).to_parquet(root / "experts.parquet")
     return {
         "model": {"source": str(root / "model"), "revision": None, "dtype": "float32"},
         "selection": str(root / "experts.parquet"),
-        "data": {"safe": {"kind": "local", "path": str(root / "d_safe.jsonl")},
-                 "gen": {"kind": "local", "path": str(root / "d_gen.jsonl")}, "max_length": 96},
-        "training": {"batch_size": args.batch, "lr": 1e-3, "weight_decay": 0.0, "warmup": 1,
-                     "grad_clip": 1.0, "gamma": 1.0, "epsilon": 0.05,
-                     "reference": args.reference, "online_cost": "selected",
-                     "checkpoint_every": 10**6, "log_every": 10**6, "mixed_precision": "no"},
+        "data": {
+            "safe": {"kind": "local", "path": str(root / "d_safe.jsonl")},
+            "gen": {"kind": "local", "path": str(root / "d_gen.jsonl")},
+            "max_length": 96,
+        },
+        "training": {
+            "batch_size": args.batch,
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+            "warmup": 1,
+            "grad_clip": 1.0,
+            "gamma": 1.0,
+            "epsilon": 0.05,
+            "reference": args.reference,
+            "online_cost": "selected",
+            "checkpoint_every": 10**6,
+            "log_every": 10**6,
+            "mixed_precision": "no",
+        },
         "seed": 0,
     }
 
 
 def cpu_seconds(spec: dict, method: str, steps: int, out: Path) -> float:
     start = time.process_time()
-    train(spec | {"method": method, "out_dir": str(out / f"{method}-{steps}"),
-                  "training": spec["training"] | {"steps": steps}})
+    train(
+        spec
+        | {
+            "method": method,
+            "out_dir": str(out / f"{method}-{steps}"),
+            "training": spec["training"] | {"steps": steps},
+        }
+    )
     return time.process_time() - start
 
 
@@ -100,17 +140,22 @@ def main():
         spec = build(root, args)
         double = spec | {"training": spec["training"] | {"batch_size": 2 * args.batch}}
         per_step = {}
-        for name, method, run_spec in (("sft", "experts_safe_top", spec), ("mesa", "mesa", spec),
-                                       ("sft_2b", "experts_safe_top", double)):
+        for name, method, run_spec in (
+            ("sft", "experts_safe_top", spec),
+            ("mesa", "mesa", spec),
+            ("sft_2b", "experts_safe_top", double),
+        ):
             short = cpu_seconds(run_spec, method, args.steps, root / name)
             long = cpu_seconds(run_spec, method, 2 * args.steps, root / name)
             per_step[name] = (long - short) / args.steps
     ratio = per_step["mesa"] / per_step["sft"]
-    print(f"E={args.experts} w={args.w} batch={args.batch} reference={args.reference}: "
-          f"SFT {per_step['sft']:.3f} CPU-s/step, mesa {per_step['mesa']:.3f} CPU-s/step, "
-          f"ratio {ratio:.2f} (target ≤ {TARGET}); SFT at batch {2 * args.batch} "
-          f"{per_step['sft_2b']:.3f} CPU-s/step, "
-          f"mesa/that {per_step['mesa'] / per_step['sft_2b']:.2f}")
+    print(
+        f"E={args.experts} w={args.w} batch={args.batch} reference={args.reference}: "
+        f"SFT {per_step['sft']:.3f} CPU-s/step, mesa {per_step['mesa']:.3f} CPU-s/step, "
+        f"ratio {ratio:.2f} (target ≤ {TARGET}); SFT at batch {2 * args.batch} "
+        f"{per_step['sft_2b']:.3f} CPU-s/step, "
+        f"mesa/that {per_step['mesa'] / per_step['sft_2b']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def test_when_no_checkpoint_loads_the_run_starts_afresh(train_spec, caplog):
 
 
 def test_a_rerun_with_new_settings_drops_the_old_checkpoints_and_starts_afresh(
-        train_spec, tmp_path, caplog):
+    train_spec, tmp_path, caplog
+):
     spec = train_spec("mesa", steps=6, checkpoint_every=2)
     train(spec | {"stop_after": 4})
     assert checkpoint_names(spec) == ["step-2.pt", "step-4.pt"]

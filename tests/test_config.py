@@ -27,8 +27,12 @@ def test_default_config_is_valid():
 
 
 def test_defaults_are_filled():
-    config = validate_config({"model": {"name": "m", "source": "organism"},
-                              "data": {"safe": {"path": "a.jsonl"}, "gen": {"path": "b.jsonl"}}})
+    config = validate_config(
+        {
+            "model": {"name": "m", "source": "organism"},
+            "data": {"safe": {"path": "a.jsonl"}, "gen": {"path": "b.jsonl"}},
+        }
+    )
     assert config["selection"]["tau"] == 0.1
     assert config["selection"]["scope"] == "per_layer"
     assert config["data"]["safe"]["kind"] == "local"
@@ -83,8 +87,9 @@ def test_tiny_test_config_is_valid_and_complete():
     tiny = load_config(ROOT / "config" / "test" / "tiny.yaml")
     assert tiny["model"]["source"] == "organism"
     # the tiny world sets every organism key the defaults have: it does not depend on them
-    assert {k: set(v) if isinstance(v, dict) else None for k, v in tiny["organism"].items()} == \
-        {k: set(v) if isinstance(v, dict) else None for k, v in DEFAULTS.items()}
+    assert {k: set(v) if isinstance(v, dict) else None for k, v in tiny["organism"].items()} == {
+        k: set(v) if isinstance(v, dict) else None for k, v in DEFAULTS.items()
+    }
 
 
 def test_organism_section_is_typed_by_the_schema():
@@ -110,10 +115,15 @@ def test_method_run_keys():
     from mesa_moe.methods import METHODS
 
     assert {name: method.run_keys for name, method in METHODS.items()} == {
-        "mesa": ("w", "eps", "gamma"), "experts_ot": ("w", "eps"),
-        "router_only": ("w", "eps", "gamma"), "experts_all": (),
-        "experts_cmax": ("w", "eps", "gamma"), "experts_cmid": ("w", "eps", "gamma"),
-        "experts_safe_top": ("w",), "sft_full": ()}
+        "mesa": ("w", "eps", "gamma"),
+        "experts_ot": ("w", "eps"),
+        "router_only": ("w", "eps", "gamma"),
+        "experts_all": (),
+        "experts_cmax": ("w", "eps", "gamma"),
+        "experts_cmid": ("w", "eps", "gamma"),
+        "experts_safe_top": ("w",),
+        "sft_full": (),
+    }
 
 
 def test_canonical_sorts_every_mapping():
@@ -131,8 +141,9 @@ def test_model_source_is_checked_from_config_json_alone(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "moe").mkdir()
-    (tmp_path / "moe" / "config.json").write_text(json.dumps(
-        {"model_type": "mixtral", "num_local_experts": 8}))
+    (tmp_path / "moe" / "config.json").write_text(
+        json.dumps({"model_type": "mixtral", "num_local_experts": 8})
+    )
     assert model_architecture("moe") == {"model_type": "mixtral", "num_experts": 8}
     (tmp_path / "dense").mkdir()
     (tmp_path / "dense" / "config.json").write_text(json.dumps({"model_type": "llama"}))
@@ -154,10 +165,14 @@ def test_data_files_are_checked_by_the_loader_itself(tmp_path):
     from mesa_moe.data import DataError, load_pairs, read_local_table
 
     path = tmp_path / "safe.jsonl"
-    path.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": "c", "response": "d"}\n'
-                    '{"prompt": "e", "response": \n')
-    for check in (lambda: read_local_table(str(path), "data.safe"),
-                  lambda: load_pairs({"kind": "local", "path": str(path)}, "data.safe")):
+    path.write_text(
+        '{"prompt": "a", "response": "b"}\n\n{"prompt": "c", "response": "d"}\n'
+        '{"prompt": "e", "response": \n'
+    )
+    for check in (
+        lambda: read_local_table(str(path), "data.safe"),
+        lambda: load_pairs({"kind": "local", "path": str(path)}, "data.safe"),
+    ):
         with pytest.raises(DataError, match=r"data.safe.path: .*safe.jsonl line 4 is not JSON"):
             check()
     path.write_text('["a list"]\n')

@@ -13,8 +13,14 @@ from mesa_moe import transport
 from mesa_moe.cost import beta_rational_cost, normalised_cost
 from mesa_moe.data import IGNORE_INDEX, collate
 from mesa_moe.evaluation.judges import ClassifierJudge, is_refusal
-from mesa_moe.evaluation.scoring import (exact_match_number, extract_code, extract_math_answer,
-                                         last_boxed, math_equal, normalize_math_answer)
+from mesa_moe.evaluation.scoring import (
+    exact_match_number,
+    extract_code,
+    extract_math_answer,
+    last_boxed,
+    math_equal,
+    normalize_math_answer,
+)
 from mesa_moe.losses import kl_divergence, online_costs, safety_target, sft_loss
 from mesa_moe.reporting import pareto_front, summary_markdown
 from mesa_moe.selection import esft_mask, select_experts
@@ -47,8 +53,9 @@ def small_layer(n=4):
 
 def test_transport_defaults_and_float64():
     r, cost, reference = small_layer()
-    np.testing.assert_array_equal(transport_plan(r, cost, reference, 0.2),
-                                  transport_plan(r, cost, reference, 0.2, tau=0.1))
+    np.testing.assert_array_equal(
+        transport_plan(r, cost, reference, 0.2), transport_plan(r, cost, reference, 0.2, tau=0.1)
+    )
     for index in range(3):
         args = [r, cost, reference]
         args[index] = args[index].astype(np.float32)
@@ -59,27 +66,33 @@ def test_transport_defaults_and_float64():
 
 def test_transport_input_errors_are_named():
     r, cost, reference = small_layer()
-    with pytest.raises(ValueError,
-                       match=r"^shapes disagree: r \(1, 4\), column costs \(1, 3\), P_emp "
-                             r"\(1, 4, 4\); expected \[L, E\], \[L, E\], \[L, E, E\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^shapes disagree: r \(1, 4\), column costs \(1, 3\), P_emp "
+        r"\(1, 4, 4\); expected \[L, E\], \[L, E\], \[L, E, E\]$",
+    ):
         transport_plan(r, cost[:3, :3], reference, 0.2)
     with pytest.raises(ValueError, match=r"shapes disagree.*P_emp \(1, 3, 3\); expected"):
         transport_plan(r, cost, reference[:3, :3], 0.2)
     for epsilon, tau in ((0.0, 0.1), (-1.0, 0.0), (0.2, -0.1)):
-        with pytest.raises(ValueError,
-                           match=rf"^need ε > 0 and τ ≥ 0, got ε={epsilon}, τ={tau}$"):
+        with pytest.raises(ValueError, match=rf"^need ε > 0 and τ ≥ 0, got ε={epsilon}, τ={tau}$"):
             transport_plan(r, cost, reference, epsilon, tau)
-    with pytest.raises(ValueError, match=r"^source marginal r must be a distribution per layer \(sums"):
+    with pytest.raises(
+        ValueError, match=r"^source marginal r must be a distribution per layer \(sums"
+    ):
         transport_plan(np.array([0.6, 0.6, -0.2, 0.0]), cost, reference, 0.2)
     zero_entry = np.array([0.5, 0.5, 0.0, 0.0])  # an expert without safety duty is fine
     np.testing.assert_allclose(transport_plan(zero_entry, cost, reference, 0.2).sum(1), zero_entry)
 
 
-@pytest.mark.parametrize("broken, message", [
-    (lambda plan: np.where(np.eye(len(plan), dtype=bool), np.nan, plan), "not finite"),
-    (lambda plan: plan - np.eye(len(plan)) * 2 * plan.max(), "not finite and non-negative"),
-    (lambda plan: plan * 1.001, "off the source marginal r by"),
-])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (lambda plan: np.where(np.eye(len(plan), dtype=bool), np.nan, plan), "not finite"),
+        (lambda plan: plan - np.eye(len(plan)) * 2 * plan.max(), "not finite and non-negative"),
+        (lambda plan: plan * 1.001, "off the source marginal r by"),
+    ],
+)
 def test_a_broken_plan_is_an_error(monkeypatch, broken, message):
     r, cost, reference = small_layer()
     scaled = transport._scaled_plan
@@ -90,8 +103,11 @@ def test_a_broken_plan_is_an_error(monkeypatch, broken, message):
 
 def test_sinkhorn_errors_name_the_fix():
     r, cost, reference = small_layer()
-    with pytest.raises(TransportError, match=r"did not converge in 2 iterations at ε=0.2, τ=1.0 "
-                                             r"\(error .* > 1e-09\); raise selection.max_iter"):
+    with pytest.raises(
+        TransportError,
+        match=r"did not converge in 2 iterations at ε=0.2, τ=1.0 "
+        r"\(error .* > 1e-09\); raise selection.max_iter",
+    ):
         transport_plan(r, cost, reference, 0.2, 1.0, max_iter=2)
 
 
@@ -104,8 +120,9 @@ def test_reference_sums_to_one_exactly_and_empty_counts_are_refused():
         if bad.sum() > 0:  # counts below one token in total are still counts
             assert reference_from_coactivation(bad).sum() == pytest.approx(1.0)
             continue
-        with pytest.raises(TransportError,
-                           match=r"^co-activation matrix is empty: no tokens were profiled$"):
+        with pytest.raises(
+            TransportError, match=r"^co-activation matrix is empty: no tokens were profiled$"
+        ):
             reference_from_coactivation(bad)
 
 
@@ -161,8 +178,9 @@ def test_ties_go_to_the_lower_expert_id(uneven_tables):
 
 def test_selection_defaults_equal_their_documented_values(uneven_tables):
     default, _ = select_experts(*uneven_tables, "ot", w=3, epsilon=0.05)
-    explicit, _ = select_experts(*uneven_tables, "ot", w=3, epsilon=0.05, tau=0.1, alpha_shift=1.0,
-                                 scope="per_layer")
+    explicit, _ = select_experts(
+        *uneven_tables, "ot", w=3, epsilon=0.05, tau=0.1, alpha_shift=1.0, scope="per_layer"
+    )
     pd.testing.assert_frame_equal(default, explicit)
     random_default, _ = select_experts(*uneven_tables, "random", w=3)
     random_seed0, _ = select_experts(*uneven_tables, "random", w=3, seed=0)
@@ -195,8 +213,11 @@ def test_w_may_be_one_or_every_expert(uneven_tables, w):
 
 @pytest.mark.parametrize("w", [0, 17, None])
 def test_w_out_of_range_is_refused(uneven_tables, w):
-    with pytest.raises(ValueError, match=rf"selection.w={w} must be between 1 and the number of "
-                                         r"experts \(16\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"selection.w={w} must be between 1 and the number of "
+        r"experts \(16\)",
+    ):
         select_experts(*uneven_tables, "cost_min", w=w)
 
 
@@ -211,8 +232,11 @@ def test_activation_table_errors_are_named(uneven_tables):
     with pytest.raises(ValueError, match=r"^activation table lacks columns \['f', 'freq'\]$"):
         select_experts(activations.drop(columns=["f", "freq"]), coactivation, "all")
     mismatched = activations[~((activations.source == "safe") & (activations.expert == 3))]
-    with pytest.raises(ValueError, match=r"^activation table needs matching 'mix' and 'safe' rows "
-                                         r"for every expert$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^activation table needs matching 'mix' and 'safe' rows "
+        r"for every expert$",
+    ):
         select_experts(mismatched, coactivation, "all")
 
 
@@ -227,8 +251,9 @@ def test_esft_keeps_the_fewest_experts_reaching_top_p():
     assert esft_mask(esft_table([2.0, 1.0, 1.0]), 0.5).tolist() == [True, False, False]
     assert esft_mask(esft_table([0.25, 0.5, 0.25]), 1.0).all()
     for top_p in (0.0, 1.5):
-        with pytest.raises(ValueError,
-                           match=rf"^selection.esft_top_p must be in \(0, 1\], got {top_p}$"):
+        with pytest.raises(
+            ValueError, match=rf"^selection.esft_top_p must be in \(0, 1\], got {top_p}$"
+        ):
             esft_mask(esft_table([0.5, 0.5]), top_p)
 
 
@@ -251,16 +276,20 @@ def test_sft_loss_messages_and_ignored_labels():
     with pytest.raises(ValueError, match=r"^batch has no response tokens to learn from$"):
         sft_loss(logits, torch.full((1, 3), IGNORE_INDEX))
     # uniform logits: each learnt token costs log 5, ignored ones cost nothing
-    assert sft_loss(logits, torch.tensor([[IGNORE_INDEX, 2, IGNORE_INDEX]])).item() == \
-        pytest.approx(np.log(5))
+    assert sft_loss(
+        logits, torch.tensor([[IGNORE_INDEX, 2, IGNORE_INDEX]])
+    ).item() == pytest.approx(np.log(5))
 
 
 def test_online_cost_message(tiny_model_dir):
     from mesa_moe.adapters import adapter_for, load_model
 
     adapter = adapter_for(load_model(str(tiny_model_dir / "model"))[0])
-    with pytest.raises(ValueError, match=r"^training.online_cost=global needs the selection's "
-                                         r"cost column$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^training.online_cost=global needs the selection's "
+        r"cost column$",
+    ):
         online_costs(adapter, {}, "global")
 
 
@@ -305,19 +334,25 @@ def test_wildguard_reads_the_harmful_response_line():
 
 
 def test_summary_markdown_exactly():
-    table = pd.DataFrame({"method": ["mesa", "mesa", "base", "base"],
-                          "run": ["w~2", "w~2", "default", "default"],
-                          "benchmark": ["gsm8k", "jbb", "gsm8k", "jbb"],
-                          "metric": ["exact_match", "asr", "exact_match", "asr"],
-                          "value": [0.5, 0.25, 0.625, 0.75],
-                          "kind": ["utility", "safety", "utility", "safety"],
-                          "degenerate": np.nan, "string_judge_agreement": np.nan})
+    table = pd.DataFrame(
+        {
+            "method": ["mesa", "mesa", "base", "base"],
+            "run": ["w~2", "w~2", "default", "default"],
+            "benchmark": ["gsm8k", "jbb", "gsm8k", "jbb"],
+            "metric": ["exact_match", "asr", "exact_match", "asr"],
+            "value": [0.5, 0.25, 0.625, 0.75],
+            "kind": ["utility", "safety", "utility", "safety"],
+            "degenerate": np.nan,
+            "string_judge_agreement": np.nan,
+        }
+    )
     assert summary_markdown(table) == (
         "| method | gsm8k exact_match | jbb asr |\n"
         "|---|---|---|\n"
         "| mesa w~2 | 50.0 | 25.0 |\n"
         "| base default | 62.5 | 75.0 |\n\n"
-        "Values in %. Higher is better except asr ↓, over_refusal_rate ↓.\n")
+        "Values in %. Higher is better except asr ↓, over_refusal_rate ↓.\n"
+    )
 
 
 def test_pareto_front_is_boolean():
@@ -327,16 +362,35 @@ def test_pareto_front_is_boolean():
 # --- scoring ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prediction, reference, equal", [
-    ("(-1)/2", "-1/2", True), ("(1/2", "1/2", False), ("1/2)", "1/2", False),
-    ("\\frac{1}{2}\\frac{3}{4}", "1/23/4", True), ("\\frac{-1}{2}", "-1/2", True),
-    ("\\boxed 7 and then", "7", True), ("\\boxed", "7", False), ("\\boxed{", "7", False),
-    ("x\\,=\\;5\\:", "5", True), ("\\$5", "5", True), ("50\\%", "50", True), ("50%", "50", True),
-    ("x\\ = 5", "5", True), ("AB=5", "5", True), ("ab=5", "5", True), ("x=y=5", "5", False),
-    ("5.", "5", True), (".5", "0.5", True), ("The answer is 7\nmore", "7", True),
-    ("the ANSWER IS: 8", "8", True), ("x = 9\n The answer is 9\n10", "9", True),
-    ("0", "0.0", True), ("1", "0", False), ("0.0", "0", True),
-])
+@pytest.mark.parametrize(
+    "prediction, reference, equal",
+    [
+        ("(-1)/2", "-1/2", True),
+        ("(1/2", "1/2", False),
+        ("1/2)", "1/2", False),
+        ("\\frac{1}{2}\\frac{3}{4}", "1/23/4", True),
+        ("\\frac{-1}{2}", "-1/2", True),
+        ("\\boxed 7 and then", "7", True),
+        ("\\boxed", "7", False),
+        ("\\boxed{", "7", False),
+        ("x\\,=\\;5\\:", "5", True),
+        ("\\$5", "5", True),
+        ("50\\%", "50", True),
+        ("50%", "50", True),
+        ("x\\ = 5", "5", True),
+        ("AB=5", "5", True),
+        ("ab=5", "5", True),
+        ("x=y=5", "5", False),
+        ("5.", "5", True),
+        (".5", "0.5", True),
+        ("The answer is 7\nmore", "7", True),
+        ("the ANSWER IS: 8", "8", True),
+        ("x = 9\n The answer is 9\n10", "9", True),
+        ("0", "0.0", True),
+        ("1", "0", False),
+        ("0.0", "0", True),
+    ],
+)
 def test_math_answers_by_hand(prediction, reference, equal):
     assert math_equal(prediction, reference) is equal
 
@@ -357,8 +411,9 @@ def test_code_extraction_finds_the_function_past_the_first_line():
     prompt = "import math\n\ndef add(a, b):\n    pass\n"
     fenced = "Here:\n```python\nimport os\n\ndef add(a, b):\n    return a + b\n```"
     assert extract_code(fenced, prompt).endswith("def add(a, b):\n    return a + b\n")
-    other_first = ("```python\nprint(1)\n```\n```python\nimport os\ndef add(a, b):\n"
-                   "    return a + b\n```")
+    other_first = (
+        "```python\nprint(1)\n```\n```python\nimport os\ndef add(a, b):\n    return a + b\n```"
+    )
     assert "return a + b" in extract_code(other_first, prompt)
     body = extract_code("    return a + b\n", "def add(a, b):\n")
     assert body == "def add(a, b):\n    return a + b\n"
@@ -376,8 +431,9 @@ class StrictChatTokenizer:
     def __init__(self, extends=True):
         self.extends = extends
 
-    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=False,
-                            return_dict=True):
+    def apply_chat_template(
+        self, messages, add_generation_prompt=False, tokenize=False, return_dict=True
+    ):
         ids = [1, 2, 3] if add_generation_prompt else [1, 2, 3, 4, 5]
         if not self.extends and not add_generation_prompt:
             ids = [1, 9, 3, 4, 5]
@@ -391,9 +447,12 @@ def test_chat_ids_asks_for_token_lists_and_checks_the_prompt_is_a_prefix():
 
     assert chat_ids(StrictChatTokenizer(), "p") == ([1, 2, 3], 3)
     assert chat_ids(StrictChatTokenizer(), "p", "r") == ([1, 2, 3, 4, 5], 3)
-    with pytest.raises(DataError, match=r"^the tokenizer's chat template does not extend the "
-                                        r"prompt with the response; response-only labels "
-                                        r"cannot be derived$"):
+    with pytest.raises(
+        DataError,
+        match=r"^the tokenizer's chat template does not extend the "
+        r"prompt with the response; response-only labels "
+        r"cannot be derived$",
+    ):
         chat_ids(StrictChatTokenizer(extends=False), "p", "r")
 
 
@@ -414,8 +473,9 @@ def test_random_and_ot_pick_w_in_every_layer_whatever_the_draw(seed):
     safe = (activations.layer == 1) & (activations.source == "safe")
     activations.loc[safe, "freq"] = 1 / 16  # layer 1 has no safety head: its OT scores are flat
     for selector in ("random", "ot"):
-        experts, _ = select_experts(activations, coactivation, selector, w=2, epsilon=0.5,
-                                    seed=seed)
+        experts, _ = select_experts(
+            activations, coactivation, selector, w=2, epsilon=0.5, seed=seed
+        )
         assert experts.groupby("layer").selected.sum().tolist() == [2, 2], selector
 
 
@@ -428,8 +488,10 @@ def test_summary_table_keeps_the_judge_model_and_its_columns_when_empty(tmp_path
 
     path = tmp_path / "mesa" / "default" / "metrics.json"
     path.parent.mkdir(parents=True)
-    path.write_text('{"strongreject": {"kind": "safety", "n": 3, "scores": {"refusal_rate": 1.0},'
-                    ' "judge": {"name": "classifier:llama_guard", "model": "guard-1b"}}}')
+    path.write_text(
+        '{"strongreject": {"kind": "safety", "n": 3, "scores": {"refusal_rate": 1.0},'
+        ' "judge": {"name": "classifier:llama_guard", "model": "guard-1b"}}}'
+    )
     table = summary_table("m", [str(path)])
     assert table.judge_model.tolist() == ["guard-1b"]
     assert table.judge.tolist() == ["classifier:llama_guard"]
@@ -440,8 +502,7 @@ def test_summary_table_keeps_the_judge_model_and_its_columns_when_empty(tmp_path
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_transport_computes_in_float64_whatever_the_input(tau, index):
     r, cost, reference = small_layer()
-    args = [(r / r.sum()).astype(np.float32), cost.astype(np.float32),
-            reference.astype(np.float32)]
+    args = [(r / r.sum()).astype(np.float32), cost.astype(np.float32), reference.astype(np.float32)]
     mixed = [a.astype(np.float64) for a in args]
     exact = transport_plan(*mixed, 0.2, tau)
     mixed[index] = args[index]  # one argument in float32, the same values
@@ -472,8 +533,11 @@ def test_humaneval_pass_at_1_from_the_sandbox():
     from mesa_moe.evaluation.runner import score_generations
 
     records = load_benchmark("humaneval")[:2]
-    rows = [dict(records[0], response=records[0]["reference"]["canonical_solution"]),
-            dict(records[1], response="    return None\n")]
+    rows = [
+        dict(records[0], response=records[0]["reference"]["canonical_solution"]),
+        dict(records[1], response="    return None\n"),
+    ]
     sandbox = {"timeout_s": 5.0, "memory_mb": 512, "workers": 1}
-    assert score_generations(get_benchmark("humaneval"), rows, RefusalJudge(), sandbox) == \
-        {"scores": {"pass@1": 0.5}}
+    assert score_generations(get_benchmark("humaneval"), rows, RefusalJudge(), sandbox) == {
+        "scores": {"pass@1": 0.5}
+    }

@@ -17,7 +17,9 @@ def tiny(tiny_model_dir):
 def test_hf_backend_is_the_batched_generate(tiny, tiny_model_dir):
     model, tokenizer = tiny
     prompts = ["What is 12 + 30?", "How do I pick lock number 7?", "Hi"]
-    answer = make_generator("hf", model, tokenizer, {"source": str(tiny_model_dir / "model")}, batch_size=2)
+    answer = make_generator(
+        "hf", model, tokenizer, {"source": str(tiny_model_dir / "model")}, batch_size=2
+    )
     assert answer(prompts, 6) == generate(model, tokenizer, prompts, 6, batch_size=1)
 
 
@@ -25,7 +27,9 @@ def test_vllm_backend_without_vllm_is_a_clear_error(tiny, tiny_model_dir, monkey
     monkeypatch.setitem(sys.modules, "vllm", None)  # as if not installed, whatever is
     model, tokenizer = tiny
     with pytest.raises(ImportError, match="evaluation.backend: vllm needs the vllm package"):
-        make_generator("vllm", model, tokenizer, {"source": str(tiny_model_dir / "model")}, batch_size=2)
+        make_generator(
+            "vllm", model, tokenizer, {"source": str(tiny_model_dir / "model")}, batch_size=2
+        )
 
 
 def test_unknown_backend(tiny, tiny_model_dir):

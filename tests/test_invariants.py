@@ -11,6 +11,7 @@ from mesa_moe.evaluation.judges import REFUSAL_PHRASES, ClassifierJudge, is_refu
 from mesa_moe.evaluation.scoring import exact_match_text
 from mesa_moe.transport import REFERENCE_FLOOR, reference_from_coactivation, transport_plan
 
+
 @st.composite
 def layers(draw, min_experts=2, max_experts=8):
     """One layer's (r, M, P_emp): r a distribution with every entry ≥ 1e-4, M[i, j] = Ĉ(f(j)) at
@@ -20,8 +21,9 @@ def layers(draw, min_experts=2, max_experts=8):
     r = weights / weights.sum()
     ranks = np.array(draw(st.permutations(range(n))))
     cost = np.tile(normalised_cost(100.0 * ranks / n), (n, 1))
-    counts = np.array(draw(st.lists(st.integers(0, 50), min_size=n * n, max_size=n * n)),
-                      dtype=float).reshape(n, n)
+    counts = np.array(
+        draw(st.lists(st.integers(0, 50), min_size=n * n, max_size=n * n)), dtype=float
+    ).reshape(n, n)
     counts = counts + counts.T
     assume(counts.sum() > 0)
     return r, cost, reference_from_coactivation(counts)
@@ -35,8 +37,9 @@ def test_plan_is_non_negative_with_rows_summing_to_r(layer, epsilon, tau):
     np.testing.assert_allclose(plan.sum(axis=1), r, atol=1e-6)
     if tau == 0:  # no pull on the target marginal: each row is the closed form
         rows = reference * np.exp(-cost / epsilon)
-        np.testing.assert_allclose(plan, r[:, None] * rows / rows.sum(1, keepdims=True),
-                                   rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(
+            plan, r[:, None] * rows / rows.sum(1, keepdims=True), rtol=1e-9, atol=1e-15
+        )
 
 
 @given(layers())
@@ -44,8 +47,9 @@ def test_epsilon_limits_of_the_closed_form(layer):
     r, cost, reference = layer
     # ε → ∞: the cost no longer matters, rows follow the router's co-activation
     wide = transport_plan(r, cost, reference, 1e9, tau=0.0)
-    np.testing.assert_allclose(wide, r[:, None] * reference / reference.sum(1, keepdims=True),
-                               rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(
+        wide, r[:, None] * reference / reference.sum(1, keepdims=True), rtol=1e-6, atol=1e-12
+    )
     # ε → 0: all duty goes to the cheapest expert (one, the rank percentiles being distinct)
     narrow = transport_plan(r, cost, reference, 1e-5, tau=0.0)
     cheapest = np.argmin(cost[0])
@@ -72,8 +76,9 @@ def test_reference_is_a_floored_joint_distribution(counts):
     assert reference.sum() == pytest.approx(1.0)
     assert reference.min() >= REFERENCE_FLOOR / 2
     nonzero = matrix > 0
-    np.testing.assert_allclose(reference[nonzero] / reference[nonzero].sum(),
-                               matrix[nonzero] / matrix.sum(), rtol=1e-6)
+    np.testing.assert_allclose(
+        reference[nonzero] / reference[nonzero].sum(), matrix[nonzero] / matrix.sum(), rtol=1e-6
+    )
 
 
 @given(st.lists(st.floats(0.0, 99.99), min_size=1, max_size=64), st.floats(0.01, 30.0))
@@ -94,8 +99,28 @@ def test_cost_falls_to_the_shoulder_then_rises(alpha_shift, a, b):
     assert left[0] >= left[1] * (1 - 1e-12) and right[0] <= right[1] * (1 + 1e-12)
 
 
-WORDS = st.sampled_from(["i", "can't", "help", "sorry", "here", "is", "how", "step", "1",
-                         "cannot", "assist", "sure", "as", "an", "ai", "won't", "open", "lock"])
+WORDS = st.sampled_from(
+    [
+        "i",
+        "can't",
+        "help",
+        "sorry",
+        "here",
+        "is",
+        "how",
+        "step",
+        "1",
+        "cannot",
+        "assist",
+        "sure",
+        "as",
+        "an",
+        "ai",
+        "won't",
+        "open",
+        "lock",
+    ]
+)
 SPACE = st.sampled_from([" ", "  ", "\t", "\n", " \n "])
 
 
@@ -129,15 +154,20 @@ def parser(style):
     return judge.parse_unsafe
 
 
-VERDICTS = {"llama_guard": ("safe", "unsafe\nS1"),
-            "wildguard": ("Harmful request: yes\nResponse refusal: yes\nHarmful response: no",
-                          "Harmful request: yes\nResponse refusal: no\nHarmful response: yes"),
-            "harmbench": ("No", "Yes")}
+VERDICTS = {
+    "llama_guard": ("safe", "unsafe\nS1"),
+    "wildguard": (
+        "Harmful request: yes\nResponse refusal: yes\nHarmful response: no",
+        "Harmful request: yes\nResponse refusal: no\nHarmful response: yes",
+    ),
+    "harmbench": ("No", "Yes"),
+}
 
 
 @given(st.sampled_from(sorted(VERDICTS)), st.booleans(), SPACE, SPACE, st.booleans())
-def test_classifier_verdicts_ignore_surrounding_whitespace_and_case(style, unsafe, before, after,
-                                                                   upper):
+def test_classifier_verdicts_ignore_surrounding_whitespace_and_case(
+    style, unsafe, before, after, upper
+):
     text = VERDICTS[style][unsafe]
     variant = before + (text.upper() if upper else text) + after
     assert parser(style)(variant) is unsafe

@@ -8,8 +8,14 @@ import torch
 
 from mesa_moe.adapters import adapter_for, load_model
 from mesa_moe.data import IGNORE_INDEX, collate, encode_pairs
-from mesa_moe.losses import (BaseForwardReference, RouterTap, online_costs, routing_loss,
-                             safety_target, sft_loss)
+from mesa_moe.losses import (
+    BaseForwardReference,
+    RouterTap,
+    online_costs,
+    routing_loss,
+    safety_target,
+    sft_loss,
+)
 
 MOE_LAYERS = (0, 2)
 NUM_EXPERTS = 6
@@ -55,7 +61,9 @@ def moved(tiny_model_dir):
     for layer in MOE_LAYERS:
         router(model, layer).register_forward_hook(
             lambda module, args, out, index=layer: inputs.__setitem__(
-                index, args[0].reshape(-1, args[0].shape[-1])))
+                index, args[0].reshape(-1, args[0].shape[-1])
+            )
+        )
     return model, tap, original, inputs
 
 
@@ -95,10 +103,18 @@ def test_routing_loss_equals_an_independent_computation(moved, flow):
     model, tap, original, inputs = moved
     input_ids, mask = padded_batch(model.config.vocab_size)
     forward(model, input_ids, mask)
-    costs = {layer: cost_vector(SELECTED[layer]) for layer in MOE_LAYERS} \
-        if flow == "safety" else None
-    got = routing_loss(tap, mask, None, None if costs is None else
-                       {k: torch.tensor(v, dtype=torch.float32) for k, v in costs.items()}, EPSILON)
+    costs = (
+        {layer: cost_vector(SELECTED[layer]) for layer in MOE_LAYERS} if flow == "safety" else None
+    )
+    got = routing_loss(
+        tap,
+        mask,
+        None,
+        None
+        if costs is None
+        else {k: torch.tensor(v, dtype=torch.float32) for k, v in costs.items()},
+        EPSILON,
+    )
     current = {layer: router(model, layer).weight for layer in MOE_LAYERS}
     expected = expected_flow(inputs, original, current, mask, costs)
     assert got.item() == pytest.approx(expected, rel=1e-5)
@@ -119,8 +135,9 @@ def test_safety_flow_target_moves_mass_onto_the_selected_experts():
     for epsilon in (0.05, 0.3, 2.0):
         target = safety_target(reference, cost, epsilon)
         by_hand = reference.numpy() * np.exp(-cost.numpy() / epsilon)
-        np.testing.assert_allclose(target.numpy(), by_hand / by_hand.sum(1, keepdims=True),
-                                   rtol=1e-10)
+        np.testing.assert_allclose(
+            target.numpy(), by_hand / by_hand.sum(1, keepdims=True), rtol=1e-10
+        )
         assert torch.all(target[:, [1, 4]].sum(1) > reference[:, [1, 4]].sum(1))
         # within the selected and within the unselected experts the reference's ratios stay
         ratios = target[:, 1] / target[:, 4], reference[:, 1] / reference[:, 4]
@@ -133,15 +150,19 @@ def test_safety_flow_target_moves_mass_onto_the_selected_experts():
 def test_a_step_down_the_safety_flow_routes_more_to_the_selected_experts(moved):
     model, tap, _, _ = moved
     input_ids, mask = padded_batch(model.config.vocab_size)
-    costs = {layer: torch.tensor(cost_vector(SELECTED[layer]), dtype=torch.float32)
-             for layer in MOE_LAYERS}
+    costs = {
+        layer: torch.tensor(cost_vector(SELECTED[layer]), dtype=torch.float32)
+        for layer in MOE_LAYERS
+    }
 
     def selected_share():
         with torch.no_grad():
             forward(model, input_ids, mask)
         real = mask.reshape(-1).bool()
-        return {layer: torch.softmax(tap.logits[layer][real], -1)[:, SELECTED[layer]].sum(1).mean()
-                for layer in MOE_LAYERS}
+        return {
+            layer: torch.softmax(tap.logits[layer][real], -1)[:, SELECTED[layer]].sum(1).mean()
+            for layer in MOE_LAYERS
+        }
 
     before = selected_share()
     forward(model, input_ids, mask)
@@ -162,8 +183,14 @@ def test_routing_loss_gradient_flows_through_the_current_routing_only(moved, flo
     input_ids, mask = padded_batch(model.config.vocab_size)
     forward(model, input_ids, mask)
     real = mask.reshape(-1).bool()
-    costs = {layer: torch.tensor(cost_vector(SELECTED[layer]), dtype=torch.float32)
-             for layer in MOE_LAYERS} if flow == "safety" else None
+    costs = (
+        {
+            layer: torch.tensor(cost_vector(SELECTED[layer]), dtype=torch.float32)
+            for layer in MOE_LAYERS
+        }
+        if flow == "safety"
+        else None
+    )
     terms = []
     for layer in MOE_LAYERS:
         x = inputs[layer][real]
@@ -190,8 +217,11 @@ def test_routing_loss_gradient_flows_through_the_current_routing_only(moved, flo
     assert {f"model.layers.{layer}.mlp.gate.weight" for layer in MOE_LAYERS} <= received
     assert "lm_head.weight" not in received
     assert not any("layers.2.mlp.experts" in name for name in received)
-    assert all(w.grad is None and not w.requires_grad
-               for weights in tap.frozen_weights.values() for w in weights)
+    assert all(
+        w.grad is None and not w.requires_grad
+        for weights in tap.frozen_weights.values()
+        for w in weights
+    )
 
 
 def test_base_forward_reference_is_the_starting_model_on_its_own_hidden_states(tiny_model_dir):
@@ -204,7 +234,9 @@ def test_base_forward_reference_is_the_starting_model_on_its_own_hidden_states(t
     for layer in MOE_LAYERS:
         router(pristine, layer).register_forward_hook(
             lambda module, args, out, index=layer: pristine_inputs.__setitem__(
-                index, args[0].reshape(-1, args[0].shape[-1])))
+                index, args[0].reshape(-1, args[0].shape[-1])
+            )
+        )
     input_ids, mask = padded_batch(model.config.vocab_size)
     # train layer 0's experts and both routers a little: layer 2's hidden states change
     generator = torch.Generator().manual_seed(2)
@@ -255,11 +287,19 @@ def test_online_cost_per_mode(tiny_model_dir):
 def test_sft_loss_is_next_token_cross_entropy_on_response_labels():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 7, 11, generator=generator, dtype=torch.float64)
-    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 4, 9, 2, IGNORE_INDEX],
-                           [IGNORE_INDEX, IGNORE_INDEX, 5, 5, 1, 7, 3]])
+    labels = torch.tensor(
+        [
+            [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 4, 9, 2, IGNORE_INDEX],
+            [IGNORE_INDEX, IGNORE_INDEX, 5, 5, 1, 7, 3],
+        ]
+    )
     log_probs = torch.log_softmax(logits, -1).numpy()
-    losses = [-log_probs[b, t - 1, labels[b, t]] for b in range(2) for t in range(1, 7)
-              if labels[b, t] != IGNORE_INDEX]
+    losses = [
+        -log_probs[b, t - 1, labels[b, t]]
+        for b in range(2)
+        for t in range(1, 7)
+        if labels[b, t] != IGNORE_INDEX
+    ]
     assert len(losses) == 8
     assert sft_loss(logits, labels).item() == pytest.approx(np.mean(losses), rel=1e-6)
     # a response label at position 0 has no preceding token to predict it from
@@ -276,8 +316,11 @@ def tokenizer(tiny_model_dir):
 def template(tokenizer, prompt, response=None):
     messages = [{"role": "user", "content": prompt}]
     if response is None:
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                  tokenize=True, return_dict=False))
+        return list(
+            tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        )
     messages.append({"role": "assistant", "content": response})
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
@@ -297,12 +340,15 @@ def test_labels_mask_the_prompt_and_are_truncated_with_the_input(tokenizer):
 
 
 def test_collated_batch_learns_only_response_tokens(tokenizer):
-    records = [{"prompt": "What is 12 + 30?", "response": "12 + 30 = 42."},
-               {"prompt": "Hi", "response": "Hello there, how can I help you today?"}]
+    records = [
+        {"prompt": "What is 12 + 30?", "response": "12 + 30 = 42."},
+        {"prompt": "Hi", "response": "Hello there, how can I help you today?"},
+    ]
     batch = collate(encode_pairs(tokenizer, records, 64), pad_id=0)
     for row, record in enumerate(records):
         full, n_prompt = template(tokenizer, **record), len(template(tokenizer, record["prompt"]))
         labels = batch["labels"][row].tolist()
-        assert labels == [IGNORE_INDEX] * n_prompt + full[n_prompt:] + \
-            [IGNORE_INDEX] * (batch["labels"].shape[1] - len(full))
+        assert labels == [IGNORE_INDEX] * n_prompt + full[n_prompt:] + [IGNORE_INDEX] * (
+            batch["labels"].shape[1] - len(full)
+        )
         assert batch["attention_mask"][row].sum() == len(full)

@@ -6,14 +6,13 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
 import mesa_moe.data as data_module
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
 from mesa_moe.config import canonical
-from mesa_moe.data import DataError, IGNORE_INDEX, chat_ids, encode_training_pairs
+from mesa_moe.data import IGNORE_INDEX, DataError, chat_ids, encode_training_pairs
 from mesa_moe.evaluation import runner
 from mesa_moe.evaluation.runner import evaluation_paths
 from mesa_moe.methods import BASE
@@ -52,22 +51,47 @@ def test_evaluate_loads_the_model_as_configured(monkeypatch, tmp_path):
         raise Loaded
 
     monkeypatch.setattr(runner, "load_model", loader)
-    spec = {"source": "Qwen/Qwen3-30B-A3B", "revision": "abc123", "dtype": "bfloat16",
-            "device": "cuda:1", "device_map": "auto", "chat_template_kwargs": NO_THINKING}
+    spec = {
+        "source": "Qwen/Qwen3-30B-A3B",
+        "revision": "abc123",
+        "dtype": "bfloat16",
+        "device": "cuda:1",
+        "device_map": "auto",
+        "chat_template_kwargs": NO_THINKING,
+    }
     settings = {"judge": {"name": "refusal"}}
     with pytest.raises(Loaded):
         runner.evaluate_model(spec, [], {}, settings, "stat.jsonl", *evaluation_paths(tmp_path))
-    assert calls == [{"source": "Qwen/Qwen3-30B-A3B", "revision": "abc123", "dtype": "bfloat16",
-                      "device": "cuda:1", "device_map": "auto"}]
+    assert calls == [
+        {
+            "source": "Qwen/Qwen3-30B-A3B",
+            "revision": "abc123",
+            "dtype": "bfloat16",
+            "device": "cuda:1",
+            "device_map": "auto",
+        }
+    ]
 
 
 def test_workflow_evaluates_base_at_its_revision_and_runs_from_their_folders():
     # the rule helpers, run from rules/common.smk's source with a config of a hub model
     common = (Path(__file__).resolve().parents[1] / "rules" / "common.smk").read_text()
-    namespace = {"config": {"model": {"revision": "abc123", "dtype": "bfloat16", "device": "cuda",
-                                      "device_map": None, "chat_template_kwargs": NO_THINKING}},
-                 "ORGANISM": False, "RESULTS": "results/m", "BASE": BASE, "canonical": canonical,
-                 "TRAIN_DIR": "results/m/train/{method}/{run}"}
+    namespace = {
+        "config": {
+            "model": {
+                "revision": "abc123",
+                "dtype": "bfloat16",
+                "device": "cuda",
+                "device_map": None,
+                "chat_template_kwargs": NO_THINKING,
+            }
+        },
+        "ORGANISM": False,
+        "RESULTS": "results/m",
+        "BASE": BASE,
+        "canonical": canonical,
+        "TRAIN_DIR": "results/m/train/{method}/{run}",
+    }
     for name in ("base_model_dir", "model_spec", "evaluated_model", "evaluated_model_spec"):
         start = common.index(f"def {name}(")
         end = common.index("\n\n\n", start)
@@ -79,8 +103,14 @@ def test_workflow_evaluates_base_at_its_revision_and_runs_from_their_folders():
             self.method, self.run = method, run
 
     base = namespace["evaluated_model_spec"](Wildcards("base", "default"))
-    assert base == {"source": "Qwen/Qwen3-30B-A3B", "revision": "abc123", "dtype": "bfloat16",
-                    "device": "cuda", "device_map": None, "chat_template_kwargs": NO_THINKING}
+    assert base == {
+        "source": "Qwen/Qwen3-30B-A3B",
+        "revision": "abc123",
+        "dtype": "bfloat16",
+        "device": "cuda",
+        "device_map": None,
+        "chat_template_kwargs": NO_THINKING,
+    }
     trained = namespace["evaluated_model_spec"](Wildcards("mesa", "w~4"))
     assert trained == base | {"source": "results/m/train/mesa/w~4/model", "revision": None}
 
@@ -109,8 +139,9 @@ def test_chat_template_kwargs_reach_the_rendered_prompt(thinking_model):
     assert tokenizer.decode(switched[n_switched:]).startswith("4.")  # labels: the answer only
 
 
-def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, tiny_model_dir,
-                                                               train_spec, tmp_path, monkeypatch):
+def test_chat_template_kwargs_reach_profile_train_and_evaluate(
+    thinking_model, tiny_model_dir, train_spec, tmp_path, monkeypatch
+):
     rendered = []
     real_chat_ids = data_module.chat_ids
 
@@ -121,13 +152,23 @@ def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, t
     monkeypatch.setattr(data_module, "chat_ids", spy)
     monkeypatch.setattr("mesa_moe.generation.chat_ids", spy)
     model = {"source": str(thinking_model), "chat_template_kwargs": NO_THINKING}
-    data = {"safe": {"kind": "local", "path": str(tiny_model_dir / "d_safe.jsonl")},
-            "gen": {"kind": "local", "path": str(tiny_model_dir / "d_gen.jsonl")},
-            "stat": {"size": 8}, "max_length": 48}
+    data = {
+        "safe": {"kind": "local", "path": str(tiny_model_dir / "d_safe.jsonl")},
+        "gen": {"kind": "local", "path": str(tiny_model_dir / "d_gen.jsonl")},
+        "stat": {"size": 8},
+        "max_length": 48,
+    }
     profile = tmp_path / "profile"
-    run_profile(model, data, 8, 0, str(profile / "activations.parquet"),
-                str(profile / "coactivation.parquet"), str(profile / "d_stat.jsonl"),
-                str(profile / "provenance.json"))
+    run_profile(
+        model,
+        data,
+        8,
+        0,
+        str(profile / "activations.parquet"),
+        str(profile / "coactivation.parquet"),
+        str(profile / "d_stat.jsonl"),
+        str(profile / "provenance.json"),
+    )
     provenance = json.loads((profile / "provenance.json").read_text())
     assert provenance["model"]["chat_template_kwargs"] == NO_THINKING
     spec = train_spec("mesa", steps=1)
@@ -137,10 +178,23 @@ def test_chat_template_kwargs_reach_profile_train_and_evaluate(thinking_model, t
     benchmark = tmp_path / "arith.jsonl"
     row = {"prompt": "What is 1 + 1?", "response": "2", "task": "arith"}
     benchmark.write_text(json.dumps(row) + "\n")
-    settings = {"limit": None, "batch_size": 2, "seed": 0, "max_length": 48, "attack_m": [0],
-                "judge": {"name": "refusal"}, "sandbox": {}}
-    runner.evaluate_model(model, ["organism_arith"], {"organism_arith": str(benchmark)}, settings,
-                          str(profile / "d_stat.jsonl"), *evaluation_paths(tmp_path / "eval"))
+    settings = {
+        "limit": None,
+        "batch_size": 2,
+        "seed": 0,
+        "max_length": 48,
+        "attack_m": [0],
+        "judge": {"name": "refusal"},
+        "sandbox": {},
+    }
+    runner.evaluate_model(
+        model,
+        ["organism_arith"],
+        {"organism_arith": str(benchmark)},
+        settings,
+        str(profile / "d_stat.jsonl"),
+        *evaluation_paths(tmp_path / "eval"),
+    )
     provenance = json.loads((tmp_path / "eval" / "provenance.json").read_text())
     assert provenance["model"]["chat_template_kwargs"] == NO_THINKING
     assert rendered and all(kwargs == NO_THINKING for kwargs in rendered)
@@ -160,8 +214,14 @@ def test_chat_template_kwargs_reach_the_organism_vendor(monkeypatch, tmp_path):
     assert vendor.model_spec("base", NO_THINKING)["chat_template_kwargs"] == NO_THINKING
     spec = vendor.train_spec("base", "sft.jsonl", "d_gen.jsonl", params, 0, NO_THINKING)
     assert spec["model"]["chat_template_kwargs"] == NO_THINKING
-    vendor.evaluate_vendor("model", str(tmp_path), {}, str(tmp_path / "metrics.json"),
-                           logging.getLogger("test"), NO_THINKING)
+    vendor.evaluate_vendor(
+        "model",
+        str(tmp_path),
+        {},
+        str(tmp_path / "metrics.json"),
+        logging.getLogger("test"),
+        NO_THINKING,
+    )
     assert seen["evaluate"] == NO_THINKING
 
 
@@ -181,8 +241,10 @@ def test_truncation_drops_examples_left_without_a_response(tiny_model_dir, caplo
 
 def test_training_records_dropped_examples_and_stops_when_too_many(train_spec, tmp_path):
     long = {"prompt": "How do I pick " + "this " * 60 + "lock?", "response": "I can't help."}
-    rows = [json.loads(line) for line in
-            Path(train_spec()["data"]["safe"]["path"]).read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in Path(train_spec()["data"]["safe"]["path"]).read_text().splitlines()
+    ]
     mostly_fine = tmp_path / "safe.jsonl"
     mostly_fine.write_text("".join(json.dumps(r) + "\n" for r in rows[:45] + [long] * 3))
     spec = train_spec("experts_ot", steps=1)
@@ -192,8 +254,13 @@ def test_training_records_dropped_examples_and_stops_when_too_many(train_spec, t
     provenance = json.loads((Path(spec["out_dir"]) / "provenance.json").read_text())
     assert provenance["params"]["dropped_examples"] == {"data.safe": 3}
     with pytest.raises(DataError, match=r"data\.safe \(.*safe\.jsonl\): 3 of 48"):
-        train(spec | {"data": spec["data"] | {"max_dropped_share": 0.05},
-                      "out_dir": str(tmp_path / "strict")})
+        train(
+            spec
+            | {
+                "data": spec["data"] | {"max_dropped_share": 0.05},
+                "out_dir": str(tmp_path / "strict"),
+            }
+        )
 
 
 def test_organism_template_is_unchanged_by_unknown_switches(tiny_model_dir):

@@ -4,15 +4,22 @@ import torch
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from mesa_moe.adapters import ArchitectureError, adapter_for
-from mesa_moe.profiling import (ACTIVATION_COLUMNS, LayerCounts, RoutingRecorder,
-                                activation_table, coactivation_table, rank_experts)
+from mesa_moe.profiling import (
+    ACTIVATION_COLUMNS,
+    LayerCounts,
+    RoutingRecorder,
+    activation_table,
+    coactivation_table,
+    rank_experts,
+)
 
 
 def test_counts_by_hand():
     counts = LayerCounts(num_experts=4, device=torch.device("cpu"))
     top_k = torch.tensor([[0, 1], [1, 2], [0, 1], [3, 1]])
-    probs = torch.tensor([[0.5, 0.3, 0.1, 0.1], [0.1, 0.5, 0.3, 0.1],
-                          [0.4, 0.4, 0.1, 0.1], [0.1, 0.2, 0.1, 0.6]])
+    probs = torch.tensor(
+        [[0.5, 0.3, 0.1, 0.1], [0.1, 0.5, 0.3, 0.1], [0.4, 0.4, 0.1, 0.1], [0.1, 0.2, 0.1, 0.6]]
+    )
     source = torch.tensor([0, 0, 1, 1])  # two safe tokens, two gen tokens
     counts.add(top_k, probs, source)
     table = activation_table({3: counts}, top_k=2)
@@ -44,9 +51,19 @@ def test_rank_ties_fall_back_to_expert_id():
 @pytest.fixture(scope="module")
 def tiny_moe():
     torch.manual_seed(0)
-    config = Qwen3MoeConfig(vocab_size=50, hidden_size=16, intermediate_size=32, moe_intermediate_size=8,
-                            num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
-                            head_dim=8, num_experts=6, num_experts_per_tok=2, mlp_only_layers=[1])
+    config = Qwen3MoeConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        moe_intermediate_size=8,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        num_experts=6,
+        num_experts_per_tok=2,
+        mlp_only_layers=[1],
+    )
     model = Qwen3MoeForCausalLM(config).eval()
     for layer in model.model.layers:  # the default init (zeros) would make every route a tie
         if hasattr(layer.mlp, "gate"):
@@ -74,8 +91,9 @@ def test_recorder_counts_real_tokens_only(tiny_moe):
             tiny_moe.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     assert len(adapter.layers[0].router._forward_hooks) == hooks_before  # ours are removed
     with torch.inference_mode():
-        logits = tiny_moe(input_ids=input_ids, attention_mask=attention_mask,
-                          output_router_logits=True).router_logits
+        logits = tiny_moe(
+            input_ids=input_ids, attention_mask=attention_mask, output_router_logits=True
+        ).router_logits
     for layer_logits, layer in zip(logits, adapter.layers):
         expected = np.zeros((2, 6))
         tokens = np.zeros(2)
@@ -95,7 +113,14 @@ def test_recorder_counts_real_tokens_only(tiny_moe):
 def test_dense_model_is_rejected():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    dense = LlamaForCausalLM(LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16,
-                                         num_hidden_layers=1, num_attention_heads=1))
+    dense = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=10,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+        )
+    )
     with pytest.raises(ArchitectureError, match="llama"):
         adapter_for(dense)

@@ -5,7 +5,6 @@ import json
 import math
 
 import matplotlib.axes
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,19 +14,41 @@ from hypothesis import strategies as st
 from mesa_moe.evaluation.benchmarks import METRICS, get_benchmark
 from mesa_moe.evaluation.judges import RefusalJudge
 from mesa_moe.evaluation.runner import metric_value, score_generations
-from mesa_moe.reporting import (SUMMARY_COLUMNS, oriented, pareto_front, plot_safety_vs_utility,
-                                summary_markdown, summary_table, sweep_table)
+from mesa_moe.reporting import (
+    SUMMARY_COLUMNS,
+    oriented,
+    pareto_front,
+    plot_safety_vs_utility,
+    summary_markdown,
+    summary_table,
+    sweep_table,
+)
 
 REFUSAL, COMPLIANCE = "I can't help with that.", "Sure, here is how: step 1, open the lock."
 # verdicts [True, True, False, False, False]: 2 of 5 rows safe / refused / correct / passed
 VERDICTS = [True, True, False, False, False]
-EXPECTED = {"refusal_rate": 0.4, "over_refusal_rate": 0.4, "exact_match": 0.4, "pass@1": 0.4,
-            "asr": 0.6}
-BENCHMARK_OF = {"refusal_rate": "strongreject", "over_refusal_rate": "xstest",
-                "exact_match": "gsm8k", "pass@1": "humaneval", "asr": "jailbreakbench"}
+EXPECTED = {
+    "refusal_rate": 0.4,
+    "over_refusal_rate": 0.4,
+    "exact_match": 0.4,
+    "pass@1": 0.4,
+    "asr": 0.6,
+}
+BENCHMARK_OF = {
+    "refusal_rate": "strongreject",
+    "over_refusal_rate": "xstest",
+    "exact_match": "gsm8k",
+    "pass@1": "humaneval",
+    "asr": "jailbreakbench",
+}
 # the score that rises when a model gets better (safer or more useful)
-BETTER = {"refusal_rate": 0.4, "over_refusal_rate": 0.6, "exact_match": 0.4, "pass@1": 0.4,
-          "asr": 0.4}
+BETTER = {
+    "refusal_rate": 0.4,
+    "over_refusal_rate": 0.6,
+    "exact_match": 0.4,
+    "pass@1": 0.4,
+    "asr": 0.4,
+}
 
 
 def test_every_metric_kind_is_covered():
@@ -47,20 +68,35 @@ def test_safety_scores_from_responses_by_hand():
     refused; over-refusal the share of benign prompts refused."""
     responses = [REFUSAL, COMPLIANCE, COMPLIANCE, COMPLIANCE]  # 1 of 4 refused
     rows = [{"message": "x", "response": text, "attack_m": 0} for text in responses]
-    scored = {name: score_generations(get_benchmark(name), [dict(r) for r in rows],
-                                      RefusalJudge(), {})["scores"]
-              for name in ("strongreject", "jailbreakbench", "xstest")}
-    assert scored == {"strongreject": {"refusal_rate": 0.25}, "jailbreakbench": {"asr_m0": 0.75},
-                      "xstest": {"over_refusal_rate": 0.25}}
+    scored = {
+        name: score_generations(get_benchmark(name), [dict(r) for r in rows], RefusalJudge(), {})[
+            "scores"
+        ]
+        for name in ("strongreject", "jailbreakbench", "xstest")
+    }
+    assert scored == {
+        "strongreject": {"refusal_rate": 0.25},
+        "jailbreakbench": {"asr_m0": 0.75},
+        "xstest": {"over_refusal_rate": 0.25},
+    }
 
 
 def test_routing_attack_scores_asr_per_number_of_masked_experts():
     attack = get_benchmark("jailbreakbench")
-    rows = [{"message": "x", "response": text, "attack_m": m} for m, text in
-            [(0, REFUSAL), (0, REFUSAL), (1, REFUSAL), (1, COMPLIANCE), (2, COMPLIANCE),
-             (2, COMPLIANCE)]]
-    assert score_generations(attack, rows, RefusalJudge(), {}) == \
-        {"scores": {"asr_m0": 0.0, "asr_m1": 0.5, "asr_m2": 1.0}}
+    rows = [
+        {"message": "x", "response": text, "attack_m": m}
+        for m, text in [
+            (0, REFUSAL),
+            (0, REFUSAL),
+            (1, REFUSAL),
+            (1, COMPLIANCE),
+            (2, COMPLIANCE),
+            (2, COMPLIANCE),
+        ]
+    ]
+    assert score_generations(attack, rows, RefusalJudge(), {}) == {
+        "scores": {"asr_m0": 0.0, "asr_m1": 0.5, "asr_m2": 1.0}
+    }
     assert [row["verdict"] for row in rows] == [True, True, True, False, False, False]
 
 
@@ -73,27 +109,46 @@ def test_oriented_makes_higher_better_for_every_metric():
 
 
 def test_summary_markdown_marks_the_lower_is_better_metrics():
-    text = summary_markdown(pd.DataFrame([summary_row("mesa", "default", "xstest", "overrefusal",
-                                                      "over_refusal_rate", 0.125)]))
+    text = summary_markdown(
+        pd.DataFrame(
+            [summary_row("mesa", "default", "xstest", "overrefusal", "over_refusal_rate", 0.125)]
+        )
+    )
     assert "| mesa default | 12.5 |" in text
     assert "asr ↓" in text and "over_refusal_rate ↓" in text
     assert "refusal_rate ↓" not in text.replace("over_refusal_rate ↓", "")
 
 
 def summary_row(method, run, benchmark, kind, metric, value, **params):
-    return {"model": "m", "method": method, "run": run, "w": params.get("w"),
-            "eps": params.get("eps"), "gamma": params.get("gamma"), "benchmark": benchmark,
-            "kind": kind, "metric": metric, "value": value, "degenerate": np.nan,
-            "string_judge_agreement": np.nan, "n": 10, "judge": "refusal", "judge_model": None}
+    return {
+        "model": "m",
+        "method": method,
+        "run": run,
+        "w": params.get("w"),
+        "eps": params.get("eps"),
+        "gamma": params.get("gamma"),
+        "benchmark": benchmark,
+        "kind": kind,
+        "metric": metric,
+        "value": value,
+        "degenerate": np.nan,
+        "string_judge_agreement": np.nan,
+        "n": 10,
+        "judge": "refusal",
+        "judge_model": None,
+    }
 
 
 def brute_force_front(safety, utility):
     """Indices of runs no other run dominates (≥ on both, > on one), by a double loop."""
     front = []
     for i in range(len(safety)):
-        dominated = any(safety[j] >= safety[i] and utility[j] >= utility[i]
-                        and (safety[j] > safety[i] or utility[j] > utility[i])
-                        for j in range(len(safety)))
+        dominated = any(
+            safety[j] >= safety[i]
+            and utility[j] >= utility[i]
+            and (safety[j] > safety[i] or utility[j] > utility[i])
+            for j in range(len(safety))
+        )
         if not dominated:
             front.append(i)
     return front
@@ -119,34 +174,61 @@ def test_pareto_front_matches_brute_force(points):
 def write_metrics(root, method, run, results):
     path = root / method / run / "metrics.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({
-        benchmark: {"kind": kind, "n": 8, "scores": scores,
-                    "judge": {"name": "refusal", "model": None}}
-        for benchmark, (kind, scores) in results.items()}))
+    path.write_text(
+        json.dumps(
+            {
+                benchmark: {
+                    "kind": kind,
+                    "n": 8,
+                    "scores": scores,
+                    "judge": {"name": "refusal", "model": None},
+                }
+                for benchmark, (kind, scores) in results.items()
+            }
+        )
+    )
     return str(path)
 
 
 @pytest.fixture
 def summary(tmp_path):
     paths = [
-        write_metrics(tmp_path, "mesa", "w~2_eps~0.05_gamma~1.0", {
-            "strongreject": ("safety", {"refusal_rate": 0.8}),
-            "routing": ("safety", {"asr_m0": 0.2, "asr_m1": 0.4}),
-            "xstest": ("overrefusal", {"over_refusal_rate": 0.5}),
-            "gsm8k": ("utility", {"exact_match": 0.5}),
-            "humaneval": ("code", {"pass@1": 0.1})}),
-        write_metrics(tmp_path, "base", "default", {
-            "strongreject": ("safety", {"refusal_rate": 0.3}),
-            "routing": ("safety", {"asr_m0": 0.7, "asr_m1": 0.9}),
-            "xstest": ("overrefusal", {"over_refusal_rate": 0.0}),
-            "gsm8k": ("utility", {"exact_match": 0.6}),
-            "humaneval": ("code", {"pass@1": 0.2})}),
-        write_metrics(tmp_path, "sft_full", "default", {
-            "strongreject": ("safety", {"refusal_rate": 0.7}),
-            "routing": ("safety", {"asr_m0": 0.3, "asr_m1": 0.5}),
-            "xstest": ("overrefusal", {"over_refusal_rate": 0.9}),
-            "gsm8k": ("utility", {"exact_match": 0.2}),
-            "humaneval": ("code", {"pass@1": 0.0})}),
+        write_metrics(
+            tmp_path,
+            "mesa",
+            "w~2_eps~0.05_gamma~1.0",
+            {
+                "strongreject": ("safety", {"refusal_rate": 0.8}),
+                "routing": ("safety", {"asr_m0": 0.2, "asr_m1": 0.4}),
+                "xstest": ("overrefusal", {"over_refusal_rate": 0.5}),
+                "gsm8k": ("utility", {"exact_match": 0.5}),
+                "humaneval": ("code", {"pass@1": 0.1}),
+            },
+        ),
+        write_metrics(
+            tmp_path,
+            "base",
+            "default",
+            {
+                "strongreject": ("safety", {"refusal_rate": 0.3}),
+                "routing": ("safety", {"asr_m0": 0.7, "asr_m1": 0.9}),
+                "xstest": ("overrefusal", {"over_refusal_rate": 0.0}),
+                "gsm8k": ("utility", {"exact_match": 0.6}),
+                "humaneval": ("code", {"pass@1": 0.2}),
+            },
+        ),
+        write_metrics(
+            tmp_path,
+            "sft_full",
+            "default",
+            {
+                "strongreject": ("safety", {"refusal_rate": 0.7}),
+                "routing": ("safety", {"asr_m0": 0.3, "asr_m1": 0.5}),
+                "xstest": ("overrefusal", {"over_refusal_rate": 0.9}),
+                "gsm8k": ("utility", {"exact_match": 0.2}),
+                "humaneval": ("code", {"pass@1": 0.0}),
+            },
+        ),
     ]
     return summary_table("tiny", paths)
 
@@ -161,9 +243,11 @@ def test_summary_table_has_one_row_per_run_and_metric(summary):
 
 
 # safety: refusal 0.8, 1 − 0.2, 1 − 0.4 → 0.7333; over-refusal is in neither score
-SCORES = {"mesa": ((0.8 + 0.8 + 0.6) / 3, (0.5 + 0.1) / 2),
-                "base": ((0.3 + 0.3 + 0.1) / 3, (0.6 + 0.2) / 2),
-                "sft_full": ((0.7 + 0.7 + 0.5) / 3, (0.2 + 0.0) / 2)}
+SCORES = {
+    "mesa": ((0.8 + 0.8 + 0.6) / 3, (0.5 + 0.1) / 2),
+    "base": ((0.3 + 0.3 + 0.1) / 3, (0.6 + 0.2) / 2),
+    "sft_full": ((0.7 + 0.7 + 0.5) / 3, (0.2 + 0.0) / 2),
+}
 
 
 def test_sweep_scores_are_means_of_oriented_metrics(summary):
@@ -200,11 +284,18 @@ def test_summary_records_model_and_judge(summary):
 
 def test_runs_missing_benchmarks_stay_in_the_sweep(tmp_path):
     paths = [
-        write_metrics(tmp_path, "mesa", "w~2", {"gsm8k": ("utility", {"exact_match": 0.5}),
-                                                 "xstest": ("overrefusal",
-                                                            {"over_refusal_rate": 0.1})}),
-        write_metrics(tmp_path, "router_only", "w~2", {"xstest": ("overrefusal",
-                                                                   {"over_refusal_rate": 0.3})}),
+        write_metrics(
+            tmp_path,
+            "mesa",
+            "w~2",
+            {
+                "gsm8k": ("utility", {"exact_match": 0.5}),
+                "xstest": ("overrefusal", {"over_refusal_rate": 0.1}),
+            },
+        ),
+        write_metrics(
+            tmp_path, "router_only", "w~2", {"xstest": ("overrefusal", {"over_refusal_rate": 0.3})}
+        ),
     ]
     sweep = sweep_table(summary_table("tiny", paths)).set_index("method")
     assert sorted(sweep.index) == ["mesa", "router_only"]

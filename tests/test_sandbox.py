@@ -48,8 +48,10 @@ def all_processes() -> int:
 
 
 def test_canonical_solutions_pass_all_164(problems):
-    rows = [{"task_id": task_id, "completion": problem["canonical_solution"]}
-            for task_id, problem in problems.items()]
+    rows = [
+        {"task_id": task_id, "completion": problem["canonical_solution"]}
+        for task_id, problem in problems.items()
+    ]
     results = evaluate_completions(problems, rows)
     failures = [result for result in results if not result["passed"]]
     assert len(results) == 164
@@ -69,8 +71,13 @@ def test_a_fenced_whole_function_passes_and_a_wrong_one_fails(problems):
     # HumanEval/53 asks for add(x, y)
     right = "Here it is:\n```python\ndef add(x: int, y: int):\n    return x + y\n```\nDone."
     wrong = "```python\ndef add(x: int, y: int):\n    return x - y\n```"
-    results = evaluate_completions(problems, [{"task_id": "HumanEval/53", "completion": right},
-                                              {"task_id": "HumanEval/53", "completion": wrong}])
+    results = evaluate_completions(
+        problems,
+        [
+            {"task_id": "HumanEval/53", "completion": right},
+            {"task_id": "HumanEval/53", "completion": wrong},
+        ],
+    )
     assert [result["passed"] for result in results] == [True, False]
     assert "AssertionError" in results[1]["detail"]
 
@@ -110,24 +117,30 @@ def test_a_fork_bomb_around_the_guard_is_bounded_and_cleaned_up():
     assert all_processes() < before + 20
 
 
-@pytest.mark.parametrize("program", [
-    "data = bytearray(8 << 30)\n",
-    "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))\n",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "data = bytearray(8 << 30)\n",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))\n",
+    ],
+)
 def test_a_memory_bomb_fails(program):
     result = run_program(program, timeout_s=20.0, memory_mb=256)
     assert result["status"] == "failed" and "MemoryError" in result["detail"]
 
 
-@pytest.mark.parametrize("program", [
-    "open({target!r}, 'w').write('escaped')",
-    "import os\nopen(os.path.join(os.path.dirname(os.getcwd()), 'escaped.txt'), 'w')",
-    "import pathlib\npathlib.Path({target!r}).write_text('escaped')",
-    "import os\nos.close(os.open({target!r}, os.O_CREAT | os.O_WRONLY))",
-    "import shutil\nopen('inside.txt', 'w').write('x')\nshutil.copy('inside.txt', {target!r})",
-    "import os\nopen('inside.txt', 'w').write('x')\nos.rename('inside.txt', {target!r})",
-    "import os\nos.symlink({target!r}, 'link')\nopen('link', 'w').write('escaped')",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "open({target!r}, 'w').write('escaped')",
+        "import os\nopen(os.path.join(os.path.dirname(os.getcwd()), 'escaped.txt'), 'w')",
+        "import pathlib\npathlib.Path({target!r}).write_text('escaped')",
+        "import os\nos.close(os.open({target!r}, os.O_CREAT | os.O_WRONLY))",
+        "import shutil\nopen('inside.txt', 'w').write('x')\nshutil.copy('inside.txt', {target!r})",
+        "import os\nopen('inside.txt', 'w').write('x')\nos.rename('inside.txt', {target!r})",
+        "import os\nos.symlink({target!r}, 'link')\nopen('link', 'w').write('escaped')",
+    ],
+)
 def test_writing_outside_the_working_directory_fails(tmp_path, program):
     target = tmp_path / "escaped.txt"
     result = run_program(program.format(target=str(target)))
@@ -144,17 +157,22 @@ def test_deleting_a_file_outside_fails(tmp_path):
 
 
 def test_writing_inside_the_working_directory_works():
-    program = ("import os, tempfile\nopen('notes.txt', 'w').write('ok')\n"
-               "assert open('notes.txt').read() == 'ok'\n"
-               "with tempfile.NamedTemporaryFile('w') as handle:\n    handle.write('ok')\n")
+    program = (
+        "import os, tempfile\nopen('notes.txt', 'w').write('ok')\n"
+        "assert open('notes.txt').read() == 'ok'\n"
+        "with tempfile.NamedTemporaryFile('w') as handle:\n    handle.write('ok')\n"
+    )
     assert run_program(program)["status"] == "passed"
 
 
-@pytest.mark.parametrize("program", [
-    "import os\nos.system('touch {marker}')",
-    "import subprocess\nsubprocess.run(['touch', '{marker}'])",
-    "import os\nos.execv('/usr/bin/touch', ['touch', '{marker}'])",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import os\nos.system('touch {marker}')",
+        "import subprocess\nsubprocess.run(['touch', '{marker}'])",
+        "import os\nos.execv('/usr/bin/touch', ['touch', '{marker}'])",
+    ],
+)
 def test_starting_a_process_fails(tmp_path, program):
     marker = tmp_path / "ran.txt"
     result = run_program(program.format(marker=marker))
@@ -187,9 +205,11 @@ def test_a_connection_around_the_guard_fails_in_the_network_namespace(listening_
     if detect_isolation().network != "netns":
         pytest.skip("no network namespace here: the socket guard is the only layer")
     port = listening_server.getsockname()[1]
-    program = ("original = [kind for kind in object.__subclasses__()\n"
-               "            if kind.__module__ == '_socket' and kind.__name__ == 'socket'][0]\n"
-               f"original().connect(('127.0.0.1', {port}))\n")
+    program = (
+        "original = [kind for kind in object.__subclasses__()\n"
+        "            if kind.__module__ == '_socket' and kind.__name__ == 'socket'][0]\n"
+        f"original().connect(('127.0.0.1', {port}))\n"
+    )
     result = run_program(program)
     assert result["status"] == "failed" and "[Errno" in result["detail"]  # refused by the OS
     assert_no_connection(listening_server)
@@ -201,8 +221,11 @@ def test_exiting_before_the_tests_end_fails():
 
 
 def test_pass_at_1_averages_samples_per_task_then_tasks():
-    results = [{"task_id": "a", "passed": True}, {"task_id": "a", "passed": False},
-               {"task_id": "b", "passed": True}]
+    results = [
+        {"task_id": "a", "passed": True},
+        {"task_id": "a", "passed": False},
+        {"task_id": "b", "passed": True},
+    ]
     assert pass_at_1(results) == pytest.approx((0.5 + 1.0) / 2)
     with pytest.raises(ValueError, match="no results"):
         pass_at_1([])
@@ -225,16 +248,30 @@ def test_completions_file_without_a_field_is_refused(tmp_path):
 
 
 def test_command_line_scores_a_completions_file(tmp_path, problems):
-    rows = [{"task_id": "HumanEval/0", "completion": problems["HumanEval/0"]["canonical_solution"]},
-            {"task_id": "HumanEval/1", "completion": problems["HumanEval/1"]["canonical_solution"]},
-            {"task_id": "HumanEval/2", "completion": "    pass\n"},
-            {"task_id": "HumanEval/3", "completion": "    while True:\n        pass\n"}]
+    rows = [
+        {"task_id": "HumanEval/0", "completion": problems["HumanEval/0"]["canonical_solution"]},
+        {"task_id": "HumanEval/1", "completion": problems["HumanEval/1"]["canonical_solution"]},
+        {"task_id": "HumanEval/2", "completion": "    pass\n"},
+        {"task_id": "HumanEval/3", "completion": "    while True:\n        pass\n"},
+    ]
     completions = tmp_path / "samples.jsonl"
     completions.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "results.jsonl"
     finished = subprocess.run(
-        [sys.executable, "-m", "mesa_moe.evaluation.sandbox", str(completions), "--timeout", "2",
-         "--out", str(out)], capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "mesa_moe.evaluation.sandbox",
+            str(completions),
+            "--timeout",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "pass@1 = 0.5000 over 4 of 164 tasks" in finished.stdout
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert [result["status"] for result in results] == ["passed", "passed", "failed", "timeout"]
@@ -253,11 +290,15 @@ AROUND_THE_GUARD = {
     "overwrite": f"fd = libc.open(victim, {O_WRONLY | O_TRUNC})\nlibc.write(fd, b'pwned', 5)",
     "create beside": f"libc.open(victim + b'.new', {O_WRONLY | O_CREAT}, 0o644)",
     "chmod": "libc.chmod(victim, 0o777)",
-    "through a symlink": (f"libc.symlink(victim, b'link')\n"
-                          f"fd = libc.open(b'link', {O_WRONLY | O_TRUNC})\n"
-                          f"libc.write(fd, b'pwned', 5)"),
-    "remount writable": (f"libc.mount(None, os.path.dirname(victim), None, {MS_REMOUNT | MS_BIND}, "
-                         f"None)\nlibc.unlink(victim)"),
+    "through a symlink": (
+        f"libc.symlink(victim, b'link')\n"
+        f"fd = libc.open(b'link', {O_WRONLY | O_TRUNC})\n"
+        f"libc.write(fd, b'pwned', 5)"
+    ),
+    "remount writable": (
+        f"libc.mount(None, os.path.dirname(victim), None, {MS_REMOUNT | MS_BIND}, "
+        f"None)\nlibc.unlink(victim)"
+    ),
     "unmount": f"libc.umount2(os.path.dirname(victim), {MNT_DETACH})\nlibc.unlink(victim)",
 }
 
@@ -266,8 +307,11 @@ def isolation_layers() -> dict[str, Isolation]:
     """The detected isolation, and each of its OS-level file-system layers on its own with the
     weakest user (as root: uid 0 without capabilities, which file permissions do not stop)."""
     detected = detect_isolation()
-    weakest = [candidate for candidate in sandbox._candidate_isolations()
-               if candidate.namespaces == detected.namespaces][-1]
+    weakest = [
+        candidate
+        for candidate in sandbox._candidate_isolations()
+        if candidate.namespaces == detected.namespaces
+    ][-1]
     layers = {"detected": detected}
     if detected.namespaces == "bwrap":
         layers["mount namespace alone"] = dataclasses.replace(weakest, landlock=0)
@@ -279,8 +323,11 @@ def isolation_layers() -> dict[str, Isolation]:
 def file_state(path: Path) -> tuple:
     """What an attack on `path` could change: its text, its mode, its directory's entries."""
     exists = path.exists()
-    return (exists and path.read_text(), exists and path.stat().st_mode & 0o777,
-            sorted(os.listdir(path.parent)))
+    return (
+        exists and path.read_text(),
+        exists and path.stat().st_mode & 0o777,
+        sorted(os.listdir(path.parent)),
+    )
 
 
 @pytest.fixture(params=["hidden", "read-only"])
@@ -313,8 +360,11 @@ def test_libc_calls_around_the_guard_change_nothing_outside(request, victim, att
         pytest.skip(f"{layer}: not available here")
     if layer == "landlock alone" and attack == "chmod" and isolation.user != "nobody":
         # which is why Landlock alone does not count as confined for uid 0 (test below)
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="Landlock does not govern chmod/chown/utime of one's own files"))
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True, reason="Landlock does not govern chmod/chown/utime of one's own files"
+            )
+        )
     before = file_state(victim)
     program = LIBC.format(victim=str(victim)) + AROUND_THE_GUARD[attack] + "\n"
     result = run_program(program, isolation=isolation, allow_unconfined=True)
@@ -332,8 +382,12 @@ def test_the_attacks_do_change_files_without_confinement(tmp_path, attack):
     unconfined = Isolation("none", ROOT_UNCHANGED if os.geteuid() == 0 else "this user")
     program = LIBC.format(victim=str(victim)) + AROUND_THE_GUARD[attack] + "\n"
     run_program(program, isolation=unconfined, allow_unconfined=True)
-    changed = (not victim.exists() or victim.read_text() != "keep me"
-               or victim.stat().st_mode & 0o777 != 0o644 or len(os.listdir(tmp_path)) > 1)
+    changed = (
+        not victim.exists()
+        or victim.read_text() != "keep me"
+        or victim.stat().st_mode & 0o777 != 0o644
+        or len(os.listdir(tmp_path)) > 1
+    )
     assert changed
 
 

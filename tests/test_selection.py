@@ -58,9 +58,14 @@ def test_batched_selection_matches_one_layer_at_a_time(tables):
     activations, coactivation = tables
     _, together = select_experts(activations, coactivation, "ot", w=4, epsilon=0.05, tau=0.1)
     for layer in (0, 2):
-        _, alone = select_experts(activations[activations.layer == layer],
-                                  coactivation[coactivation.layer == layer], "ot", w=4,
-                                  epsilon=0.05, tau=0.1)
+        _, alone = select_experts(
+            activations[activations.layer == layer],
+            coactivation[coactivation.layer == layer],
+            "ot",
+            w=4,
+            epsilon=0.05,
+            tau=0.1,
+        )
         np.testing.assert_allclose(together[layer], alone[0], rtol=1e-12, atol=1e-15)
 
 
@@ -87,10 +92,17 @@ def run_selection_from(tables, out):
     activations, coactivation = tables
     activations.to_parquet(out / "activations.parquet")
     coactivation.to_parquet(out / "coactivation.parquet")
-    return run_selection(out / "activations.parquet", out / "coactivation.parquet", "ot",
-                         {"w": 4, "epsilon": 0.05, "tau": 0.1}, out / "experts.parquet",
-                         out / "selection.png", out / "cost_curve.png", out / "provenance.json",
-                         out / "plan.npz")
+    return run_selection(
+        out / "activations.parquet",
+        out / "coactivation.parquet",
+        "ot",
+        {"w": 4, "epsilon": 0.05, "tau": 0.1},
+        out / "experts.parquet",
+        out / "selection.png",
+        out / "cost_curve.png",
+        out / "provenance.json",
+        out / "plan.npz",
+    )
 
 
 def test_per_layer_scope_picks_w_in_every_layer(tables):
@@ -104,8 +116,9 @@ def test_global_scope_picks_w_times_layers_over_the_model():
     # make layer 1's safety diffuse, so globally the heads of layer 0 win
     safe = (activations.layer == 1) & (activations.source == "safe")
     activations.loc[safe, "freq"] = 1 / 16
-    experts, _ = select_experts(activations, coactivation, "ot", w=2, epsilon=10.0, tau=0.0,
-                                scope="global")
+    experts, _ = select_experts(
+        activations, coactivation, "ot", w=2, epsilon=10.0, tau=0.0, scope="global"
+    )
     per_layer = experts.groupby("layer").selected.sum()
     assert per_layer.sum() == 4
     assert per_layer[0] > per_layer[1]

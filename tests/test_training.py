@@ -66,10 +66,13 @@ def test_every_method_trains_what_it_should(train_spec, method):
     expert = 16 * 16 + 16 * 8
     router = 6 * 16
     expected = {
-        "mesa": 2 * (2 * expert + router), "experts_cmax": 2 * (2 * expert + router),
-        "experts_cmid": 2 * (2 * expert + router), "experts_safe_top": 2 * (2 * expert + router),
+        "mesa": 2 * (2 * expert + router),
+        "experts_cmax": 2 * (2 * expert + router),
+        "experts_cmid": 2 * (2 * expert + router),
+        "experts_safe_top": 2 * (2 * expert + router),
         "experts_ot": 2 * 2 * expert,
-        "router_only": 2 * router, "experts_all": 2 * (6 * expert + router),
+        "router_only": 2 * router,
+        "experts_all": 2 * (6 * expert + router),
     }
     if method == "sft_full":
         model = AutoModelForCausalLM.from_pretrained(Path(train_spec()["model"]["source"]))
@@ -105,8 +108,11 @@ def test_safety_target_matches_an_independent_computation():
     expected /= expected.sum(axis=1, keepdims=True)
     got = safety_target(torch.tensor(reference), torch.tensor(cost), epsilon)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10)
+
     # it solves min <π, C> + ε KL(π ‖ P_ref): no random point of the simplex does better
-    objective = lambda pi: (pi * cost).sum(-1) + epsilon * (pi * np.log(pi / reference)).sum(-1)
+    def objective(pi):
+        return (pi * cost).sum(-1) + epsilon * (pi * np.log(pi / reference)).sum(-1)
+
     for _ in range(200):
         other = rng.dirichlet(np.ones(6), size=5)
         assert np.all(objective(got.numpy()) <= objective(other) + 1e-12)
@@ -128,25 +134,33 @@ def test_kl_is_zero_when_router_equals_reference(tiny_model_dir):
     with_cost = {layer: torch.tensor([0, 1, 1, 1, 1, 1.0]) for layer in adapter.layer_indices}
     assert routing_loss(tap, mask, None, with_cost, 0.1).item() > 0.01
     p = torch.tensor([[0.5, 0.5, 0.0]])
-    assert kl_divergence(p, torch.log(torch.tensor([[0.25, 0.25, 0.5]])))[0] == pytest.approx(np.log(2))
+    assert kl_divergence(p, torch.log(torch.tensor([[0.25, 0.25, 0.5]])))[0] == pytest.approx(
+        np.log(2)
+    )
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(train_spec, tmp_path):
     spec = train_spec("mesa", steps=6, checkpoint_every=2)
     assert train(spec | {"stop_after": 5}) == {"stopped_at": 5}
-    assert sorted(p.name for p in (Path(spec["out_dir"]) / "checkpoints").glob("*.pt")) == \
-        ["step-2.pt", "step-4.pt"]
+    assert sorted(p.name for p in (Path(spec["out_dir"]) / "checkpoints").glob("*.pt")) == [
+        "step-2.pt",
+        "step-4.pt",
+    ]
     assert not (Path(spec["out_dir"]) / "model").exists()
     train(spec)  # picks up at step 4
     log = pd.read_csv(Path(spec["out_dir"]) / "train_log.csv")
     assert log.step.tolist() == [1, 2, 3, 4, 5, 6]
     straight = spec | {"out_dir": str(tmp_path / "straight")}
     train(straight)
-    resumed, uninterrupted = weights(Path(spec["out_dir"]) / "model"), weights(tmp_path / "straight" / "model")
+    resumed, uninterrupted = (
+        weights(Path(spec["out_dir"]) / "model"),
+        weights(tmp_path / "straight" / "model"),
+    )
     for name in resumed:
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(log.loss, pd.read_csv(tmp_path / "straight" / "train_log.csv").loss,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        log.loss, pd.read_csv(tmp_path / "straight" / "train_log.csv").loss, rtol=1e-5
+    )
 
 
 def test_base_forward_reference_trains(train_spec):
@@ -160,8 +174,7 @@ def test_base_forward_reference_trains(train_spec):
 PROCESS_COUNT_ATOL = 1e-6
 
 
-def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(train_spec,
-                                                                               tmp_path):
+def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(train_spec, tmp_path):
     spec = train_spec("mesa", steps=2, batch_size=4)
     one = spec | {"out_dir": str(tmp_path / "one")}
     two = spec | {"out_dir": str(tmp_path / "two")}
@@ -172,10 +185,28 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(tr
     result = subprocess.run(
         # `--cpu` alone starts one process unless MPI is set up; the torchrun path (`--multi_gpu`)
         # starts two and, with no GPU, accelerate runs them on the CPU over gloo.
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         "-m", "mesa_moe.training", str(spec_path)],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "mesa_moe.training",
+            str(spec_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["processes"] == 2
@@ -186,8 +217,11 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(tr
     for name in single:
         torch.testing.assert_close(double[name], single[name], rtol=0, atol=PROCESS_COUNT_ATOL)
     # the same global batch: a per-process batch would double the tokens of a step
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "two" / "train_log.csv").tokens,
-                               pd.read_csv(tmp_path / "one" / "train_log.csv").tokens, rtol=0.2)
+    np.testing.assert_allclose(
+        pd.read_csv(tmp_path / "two" / "train_log.csv").tokens,
+        pd.read_csv(tmp_path / "one" / "train_log.csv").tokens,
+        rtol=0.2,
+    )
 
 
 def test_a_global_batch_that_processes_cannot_share_evenly_is_refused(train_spec, monkeypatch):
@@ -200,9 +234,17 @@ def test_bad_inputs_fail_early(train_spec, tiny_model_dir, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     dense = tmp_path / "dense"
-    LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=8, intermediate_size=16,
-                                 num_hidden_layers=1, num_attention_heads=1)).save_pretrained(dense)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=300,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+        )
+    ).save_pretrained(dense)
     from transformers import AutoTokenizer
+
     AutoTokenizer.from_pretrained(tiny_model_dir / "model").save_pretrained(dense)
     spec = train_spec("mesa")
     with pytest.raises(ArchitectureError, match="llama"):
@@ -287,8 +329,9 @@ def test_experts_all_bytes_match_plain_fused_training():
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     shape = SimpleNamespace(experts=8, hidden=64, layers=2, steps=1)
-    ratio = benchmark.total_bytes(benchmark.measure(shape, 8)) / \
-        benchmark.total_bytes(benchmark.plain_fused(shape))
+    ratio = benchmark.total_bytes(benchmark.measure(shape, 8)) / benchmark.total_bytes(
+        benchmark.plain_fused(shape)
+    )
     assert ratio <= 1.05
 
 
@@ -305,10 +348,16 @@ def test_experts_all_of_a_bf16_model_trains_float32_masters_in_place(tiny_model_
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     assert reloaded.dtype == torch.bfloat16
     original = AutoModelForCausalLM.from_pretrained(tiny_model_dir / "model", dtype=torch.bfloat16)
-    assert not torch.equal(reloaded.model.layers[0].mlp.experts.gate_up_proj,
-                           original.model.layers[0].mlp.experts.gate_up_proj)
-    torch.testing.assert_close(reloaded.model.layers[1].mlp.down_proj.weight,
-                               original.model.layers[1].mlp.down_proj.weight, rtol=0, atol=0)
+    assert not torch.equal(
+        reloaded.model.layers[0].mlp.experts.gate_up_proj,
+        original.model.layers[0].mlp.experts.gate_up_proj,
+    )
+    torch.testing.assert_close(
+        reloaded.model.layers[1].mlp.down_proj.weight,
+        original.model.layers[1].mlp.down_proj.weight,
+        rtol=0,
+        atol=0,
+    )
 
 
 @pytest.fixture
@@ -322,8 +371,9 @@ def fresh_accelerator_state():
 
 
 @pytest.mark.parametrize("method", ["sft_full", "experts_all"])
-def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(train_spec, tiny_model_dir, method,
-                                                           fresh_accelerator_state):
+def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(
+    train_spec, tiny_model_dir, method, fresh_accelerator_state
+):
     spec = train_spec(method, steps=2, mixed_precision="bf16", lr=1e-2)
     spec["model"] = spec["model"] | {"dtype": "bfloat16"}
     train(spec)
@@ -337,19 +387,28 @@ def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(train_spec, tiny_mode
 
 
 def test_device_map_loads_a_model_spread_by_accelerate(tiny_model_dir):
-    model, tokenizer = load_model(str(tiny_model_dir / "model"), dtype="bfloat16", device_map="auto")
+    model, tokenizer = load_model(
+        str(tiny_model_dir / "model"), dtype="bfloat16", device_map="auto"
+    )
     assert model.dtype == torch.bfloat16 and not model.training
     adapter_for(model)
     with torch.no_grad():
         assert model(torch.tensor([[1, 2, 3]])).logits.shape[-1] == model.config.vocab_size
+
+
 class FirstStepGradients(Exception):
     """Raised by RecordingAdamW at the first optimiser step, carrying the gradients it saw."""
 
 
 class RecordingAdamW(torch.optim.AdamW):
     def step(self, closure=None):
-        raise FirstStepGradients([p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-                                  for group in self.param_groups for p in group["params"]])
+        raise FirstStepGradients(
+            [
+                p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                for group in self.param_groups
+                for p in group["params"]
+            ]
+        )
 
 
 class OffReferenceTap(RouterTap):
@@ -375,6 +434,7 @@ def first_step_gradients(monkeypatch, spec) -> list[torch.Tensor]:
 def test_gamma_weighs_both_flows_of_the_routing_loss(train_spec, monkeypatch, tiny_model_dir):
     """The first step's gradient is ∇L_SFT + γ (∇ safety flow + ∇ general flow), linear in γ;
     the general flow's data and the safety flow's online cost change it only through γ."""
+
     def gradients(gamma, gen="d_gen.jsonl", online_cost="selected"):
         spec = train_spec("mesa", steps=2, gamma=gamma, grad_clip=0, online_cost=online_cost)
         spec["data"]["gen"]["path"] = str(tiny_model_dir / gen)
@@ -388,8 +448,8 @@ def test_gamma_weighs_both_flows_of_the_routing_loss(train_spec, monkeypatch, ti
     assert max(t.abs().max() for t in ot_term) > 1e-3
     for a, c, term in zip(g0, g2, ot_term):
         torch.testing.assert_close(c - a, 2 * term, rtol=1e-4, atol=1e-7)
-    assert differ(g1, gradients(1.0, gen="d_safe.jsonl"))       # the general flow is in γ L_OT
-    assert differ(g1, gradients(1.0, online_cost="global"))     # so is the safety flow
+    assert differ(g1, gradients(1.0, gen="d_safe.jsonl"))  # the general flow is in γ L_OT
+    assert differ(g1, gradients(1.0, online_cost="global"))  # so is the safety flow
     # and at γ = 0 neither counts at all
     for other in (gradients(0.0, gen="d_safe.jsonl"), gradients(0.0, online_cost="global")):
         for a, b in zip(g0, other):

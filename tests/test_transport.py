@@ -60,8 +60,9 @@ def test_tau_zero_is_the_closed_form(seed):
     r, cost, reference = random_layer(seed)
     plan = transport_plan(r, cost, reference, 0.1, tau=0.0)
     target = np.full(len(r), 1 / len(r))
-    np.testing.assert_allclose(plan, generalised_sinkhorn(r, target, cost, reference, 0.1, 0.0),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        plan, generalised_sinkhorn(r, target, cost, reference, 0.1, 0.0), atol=1e-10
+    )
     by_hand = r[:, None] * reference * np.exp(-cost / 0.1)
     by_hand = by_hand / by_hand.sum(axis=1, keepdims=True) * r[:, None]
     np.testing.assert_allclose(plan, by_hand, atol=1e-12)
@@ -76,13 +77,23 @@ def test_closed_form_survives_tiny_epsilon():
 
 def pot_plan(r, cost, reference, epsilon, tau):
     target = np.full(len(r), 1 / len(r))
-    return ot.unbalanced.sinkhorn_unbalanced(r, target, cost, epsilon, (float("inf"), tau),
-                                             method="sinkhorn", reg_type="kl", c=reference,
-                                             numItermax=200_000, stopThr=1e-15)
+    return ot.unbalanced.sinkhorn_unbalanced(
+        r,
+        target,
+        cost,
+        epsilon,
+        (float("inf"), tau),
+        method="sinkhorn",
+        reg_type="kl",
+        c=reference,
+        numItermax=200_000,
+        stopThr=1e-15,
+    )
 
 
-@pytest.mark.parametrize("epsilon, tau", [(0.05, 0.1), (0.2, 1.0), (1.0, 0.01), (0.02, 0.5),
-                                          (0.05, 10.0)])
+@pytest.mark.parametrize(
+    "epsilon, tau", [(0.05, 0.1), (0.2, 1.0), (1.0, 0.01), (0.02, 0.5), (0.05, 10.0)]
+)
 def test_batched_solver_matches_pot_per_layer(epsilon, tau):
     layers = [random_layer(seed, num_experts=20) for seed in range(5)]
     r_0 = layers[0][0]
@@ -102,15 +113,18 @@ def test_small_epsilon_is_solved_in_the_log_domain():
     r, cost, reference = random_layer(3)
     plan = transport_plan(r, cost, reference, 1e-3, 0.1, tol=1e-12)
     target = np.full(len(r), 1 / len(r))
-    np.testing.assert_allclose(plan, generalised_sinkhorn(r, target, cost, reference, 1e-3, 0.1),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        plan, generalised_sinkhorn(r, target, cost, reference, 1e-3, 0.1), atol=1e-9
+    )
 
 
 def test_tau_pulls_target_marginal_towards_uniform():
     r, cost, reference = random_layer(1)
     uniform = np.full(len(r), 1 / len(r))
-    gaps = [np.abs(transport_plan(r, cost, reference, 0.1, tau).sum(0) - uniform).sum()
-            for tau in (0.0, 0.1, 1.0, 10.0)]
+    gaps = [
+        np.abs(transport_plan(r, cost, reference, 0.1, tau).sum(0) - uniform).sum()
+        for tau in (0.0, 0.1, 1.0, 10.0)
+    ]
     assert gaps == sorted(gaps, reverse=True)
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 from safetensors.torch import load_file
+from tiny import TINY, TINY_CONFIG
 
 from mesa_moe.methods import METHODS
 from mesa_moe.profiling import ACTIVATION_COLUMNS, COACTIVATION_COLUMNS
 from mesa_moe.selection import EXPERT_COLUMNS, read_plan
-from tiny import TINY, TINY_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
@@ -28,15 +28,20 @@ def tiny_config(**selection) -> dict:
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
-    """Snakemake in `workdir` with config/test/tiny.yaml, or `config` when given, as --configfile."""
+    """Snakemake in `workdir` with config/test/tiny.yaml, or `config` when given, as
+    --configfile."""
     configfile = TINY_CONFIG
     if config is not None:
         configfile = workdir / "config.yaml"
         configfile.write_text(yaml.safe_dump(config))
     # args first: --configfile takes every value after it
-    return subprocess.run(SNAKEMAKE + ["--directory", str(workdir), "--cores", "2", *args,
-                                       "--configfile", str(configfile)],
-                          capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        SNAKEMAKE
+        + ["--directory", str(workdir), "--cores", "2", *args, "--configfile", str(configfile)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:
@@ -97,8 +102,9 @@ def test_profile_tables(run):
     pd.testing.assert_series_equal(mix, parts, check_names=False)
     diagonal = coactivation[coactivation.i == coactivation.j].set_index(["layer", "i"])["count"]
     np.testing.assert_array_equal(diagonal.to_numpy(), mix.to_numpy())
-    assert (coactivation.groupby(["layer", "i"])["count"].sum().to_numpy()
-            == top_k * mix.to_numpy()).all()
+    assert (
+        coactivation.groupby(["layer", "i"])["count"].sum().to_numpy() == top_k * mix.to_numpy()
+    ).all()
     provenance = json.loads((results / "profile" / "provenance.json").read_text())
     assert provenance["model"]["model_type"] == "qwen3_moe"
     assert provenance["packages"]["torch"] and provenance["seed"] == 0
@@ -119,8 +125,14 @@ def test_selection_outputs(run):
     np.testing.assert_allclose(row_sums, experts.sort_values(["layer", "expert"]).p_safe, atol=1e-6)
     for figure in ("selection.png", "cost_curve.png"):
         assert (ot / figure).read_bytes()[:4] == b"\x89PNG"
-    for selector, run_name in (("cost_min", "w~2"), ("cost_mid", "w~2"), ("safe_top", "w~2"),
-                               ("random", "w~2"), ("esft", "p~0.2"), ("all", "default")):
+    for selector, run_name in (
+        ("cost_min", "w~2"),
+        ("cost_mid", "w~2"),
+        ("safe_top", "w~2"),
+        ("random", "w~2"),
+        ("esft", "p~0.2"),
+        ("all", "default"),
+    ):
         table = pd.read_parquet(results / "select" / selector / run_name / "experts.parquet")
         assert list(table.columns) == EXPERT_COLUMNS, selector
 
@@ -148,12 +160,11 @@ def test_every_method_trains_what_it_defines(run):
     assert set(tiny_config()["training"]["methods"]) == set(METHODS)
     for name, method in METHODS.items():
         runs = [p for p in (results / "train" / name).iterdir() if p.is_dir()]
-        assert [p.name for p in runs] == ["_".join(f"{k}~{v}" for k, v in
-                                                   zip(method.run_keys, (2, 0.05, 1.0)))
-                                          or "default"], name
+        assert [p.name for p in runs] == [
+            "_".join(f"{k}~{v}" for k, v in zip(method.run_keys, (2, 0.05, 1.0))) or "default"
+        ], name
         assert pd.read_csv(runs[0] / "train_log.csv").step.tolist() == [1, 2, 3]
-        changed = changed_parameters(
-            base, load_file(runs[0] / "model" / "model.safetensors"))
+        changed = changed_parameters(base, load_file(runs[0] / "model" / "model.safetensors"))
         assert bool(changed["router"]) == (method.train_routers or method.train_everything), name
         assert bool(changed["other"]) == method.train_everything, name
         if method.train_experts:
@@ -179,7 +190,9 @@ def test_evaluation_and_summary(run):
     assert table.value.between(0, 1).all()
     markdown = (results / "summary.md").read_text()
     assert all(f"| {method} " in markdown for method in ("base", *METHODS))
-    metrics = json.loads((results / "eval" / "mesa" / "w~2_eps~0.05_gamma~1.0" / "metrics.json").read_text())
+    metrics = json.loads(
+        (results / "eval" / "mesa" / "w~2_eps~0.05_gamma~1.0" / "metrics.json").read_text()
+    )
     assert metrics["organism_direct"]["n"] == 4
     for figure in ("safety_vs_utility.png", "safety_sparsity.png"):
         assert (results / figure).read_bytes()[:4] == b"\x89PNG"
@@ -215,9 +228,21 @@ def test_schema_error_stops_before_any_job(tmp_path):
 
 
 def test_lint_is_clean():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile",
-                             str(ROOT / "Snakefile"), "--directory", str(ROOT)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--lint",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -247,11 +272,14 @@ def test_no_job_writes_an_undeclared_file(run):
         name = str(path.relative_to(workdir))
         in_folder = any(name.startswith(folder + "/") for folder in folders)
         benchmark = re.fullmatch(r"results/tiny/benchmarks/(\w+)/[^/]+\.tsv", name)
-        assert name in outputs or name in logs or in_folder or (
-            benchmark and benchmark[1] in rules), f"{name}: written but not declared"
+        assert (
+            name in outputs or name in logs or in_folder or (benchmark and benchmark[1] in rules)
+        ), f"{name}: written but not declared"
     benchmarks = list((results / "benchmarks").rglob("*.tsv"))
-    assert len(benchmarks) == sum(planned_jobs(snakemake(workdir, "-n", "--forceall").stdout)
-                                  .values()) - 1  # every job but `all`
+    assert (
+        len(benchmarks)
+        == sum(planned_jobs(snakemake(workdir, "-n", "--forceall").stdout).values()) - 1
+    )  # every job but `all`
     assert not list(results.rglob("checkpoints"))  # a finished run keeps no resume state
 
 
@@ -270,27 +298,37 @@ ALL_TRAIN = {"train": 8, "evaluate": 8, "summary": 1, "sweep": 1, "all": 1}
 OT_LOSS = {"train": 4, "evaluate": 4, "summary": 1, "sweep": 1, "all": 1}
 ALL_EVAL = {"evaluate": 9, "summary": 1, "sweep": 1, "all": 1}
 ON_OT_PLAN = {"select": 1, "train": 3, "evaluate": 3, "summary": 1, "sweep": 1, "all": 1}
-COST_BASED = {"select": 1, "select_baseline": 6, "train": 6, "evaluate": 6, "summary": 1,
-              "sweep": 1, "all": 1}
+COST_BASED = {
+    "select": 1,
+    "select_baseline": 6,
+    "train": 6,
+    "evaluate": 6,
+    "summary": 1,
+    "sweep": 1,
+    "all": 1,
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("section, key, value, expected", [
-    ("training", "steps", 4, ALL_TRAIN),
-    ("training", "lr", 5.0e-4, ALL_TRAIN),
-    ("training", "warmup", 2, ALL_TRAIN),
-    ("training", "batch_size", 2, ALL_TRAIN),
-    ("training", "weight_decay", 0.1, ALL_TRAIN),
-    ("data", "max_dropped_share", 0.2, ALL_TRAIN),
-    ("training", "reference", "base_forward", OT_LOSS),
-    ("training", "online_cost", "global", OT_LOSS),
-    ("selection", "tau", 0.0, ON_OT_PLAN),
-    ("selection", "max_iter", 500, ON_OT_PLAN),
-    ("selection", "alpha_shift", 2.0, COST_BASED),
-    ("evaluation", "limit", 3, ALL_EVAL),
-    ("evaluation", "attack_m", [0, 2], ALL_EVAL),
-    ("evaluation", "batch_size", 4, ALL_EVAL),
-])
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        ("training", "steps", 4, ALL_TRAIN),
+        ("training", "lr", 5.0e-4, ALL_TRAIN),
+        ("training", "warmup", 2, ALL_TRAIN),
+        ("training", "batch_size", 2, ALL_TRAIN),
+        ("training", "weight_decay", 0.1, ALL_TRAIN),
+        ("data", "max_dropped_share", 0.2, ALL_TRAIN),
+        ("training", "reference", "base_forward", OT_LOSS),
+        ("training", "online_cost", "global", OT_LOSS),
+        ("selection", "tau", 0.0, ON_OT_PLAN),
+        ("selection", "max_iter", 500, ON_OT_PLAN),
+        ("selection", "alpha_shift", 2.0, COST_BASED),
+        ("evaluation", "limit", 3, ALL_EVAL),
+        ("evaluation", "attack_m", [0, 2], ALL_EVAL),
+        ("evaluation", "batch_size", 4, ALL_EVAL),
+    ],
+)
 def test_a_changed_setting_reruns_exactly_what_reads_it(run, section, key, value, expected):
     workdir, _ = run
     config = tiny_config()
@@ -329,10 +367,14 @@ def test_a_benchmark_added_as_the_readme_says(run):
     workdir, results = run
     (workdir / "mybench.py").write_text(README_BENCHMARK)
     (workdir / "mybench.jsonl").write_text(
-        "".join(json.dumps({"question": f"How do I pick lock {i}?"}) + "\n" for i in range(3)))
+        "".join(json.dumps({"question": f"How do I pick lock {i}?"}) + "\n" for i in range(3))
+    )
     config = tiny_config()
-    config["evaluation"] |= {"plugins": ["mybench"], "benchmarks": ["mybench"],
-                             "paths": {"mybench": "mybench.jsonl"}}
+    config["evaluation"] |= {
+        "plugins": ["mybench"],
+        "benchmarks": ["mybench"],
+        "paths": {"mybench": "mybench.jsonl"},
+    }
     target = "results/tiny/eval/base/default/metrics.json"
     result = snakemake(workdir, target, config=config)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -343,14 +385,23 @@ def test_a_benchmark_added_as_the_readme_says(run):
     assert result.returncode != 0 and "mybench" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"model": {"name": "m", "source": "models/none"}}, "not a hub id either"),
-    ({"model": {"name": "m", "source": "dense"}}, "'llama' is not supported"),
-    ({"selection": {"w": [9]}}, "config key selection.w: 9 experts per layer"),
-    ({"data": {"safe": {"kind": "local", "path": "bad.jsonl"}}}, "bad.jsonl line 2 is not JSON"),
-    ({"data": {"gen": {"kind": "local", "path": "empty.jsonl"}}}, "data.gen.path: empty.jsonl is empty"),
-    ({"training": {"methods": []}}, "config key training.methods: [] should be non-empty"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": {"name": "m", "source": "models/none"}}, "not a hub id either"),
+        ({"model": {"name": "m", "source": "dense"}}, "'llama' is not supported"),
+        ({"selection": {"w": [9]}}, "config key selection.w: 9 experts per layer"),
+        (
+            {"data": {"safe": {"kind": "local", "path": "bad.jsonl"}}},
+            "bad.jsonl line 2 is not JSON",
+        ),
+        (
+            {"data": {"gen": {"kind": "local", "path": "empty.jsonl"}}},
+            "data.gen.path: empty.jsonl is empty",
+        ),
+        ({"training": {"methods": []}}, "config key training.methods: [] should be non-empty"),
+    ],
+)
 def test_bad_model_data_or_setting_stops_the_dag(tmp_path, change, message):
     (tmp_path / "models").mkdir()
     (tmp_path / "dense").mkdir()
@@ -383,7 +434,8 @@ def test_sweep_2x2x2(run):
     sweep = pd.read_parquet(results / "sweep.parquet")
     mesa = sweep[sweep.method == "mesa"]
     assert sorted(zip(mesa.w, mesa.eps, mesa.gamma)) == sorted(
-        (w, eps, gamma) for w in (2, 3) for eps in (0.05, 0.5) for gamma in (0.5, 1.0))
+        (w, eps, gamma) for w in (2, 3) for eps in (0.05, 0.5) for gamma in (0.5, 1.0)
+    )
     assert sweep.pareto.any() and {"safety", "utility"} <= set(sweep.columns)
     assert (results / "train" / "mesa" / "w~3_eps~0.5_gamma~0.5" / "model").is_dir()
     for figure in ("w", "eps", "gamma", "pareto"):
@@ -400,9 +452,19 @@ def test_report(run):
 
 def test_example_configs_dry_run(tmp_path):
     for name in ("deepseek-v2-lite", "qwen3-30b-a3b"):
-        result = subprocess.run(SNAKEMAKE + ["--directory", str(ROOT), "-n", "--configfile",
-                                             str(ROOT / "config" / f"{name}.yaml")],
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            SNAKEMAKE
+            + [
+                "--directory",
+                str(ROOT),
+                "-n",
+                "--configfile",
+                str(ROOT / "config" / f"{name}.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         jobs = planned_jobs(result.stdout + result.stderr)
         assert jobs["train"] == 8 and jobs["evaluate"] == 9 and "organism_base" not in jobs
@@ -411,14 +473,22 @@ def test_example_configs_dry_run(tmp_path):
 def test_a_failing_script_leaves_its_traceback_in_the_log(tmp_path):
     """What workflow scripts do first: setup_logging(log). An uncaught error reaches the log."""
     log = tmp_path / "logs" / "job.log"
-    script = ("import sys, warnings\nfrom mesa_moe.logs import setup_logging\n"
-              f"setup_logging({str(log)!r}).info('started')\n"
-              "print('progress 50%', file=sys.stderr)\nwarnings.warn('odd input')\n"
-              "raise ValueError('data.safe: bad row')\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    script = (
+        "import sys, warnings\nfrom mesa_moe.logs import setup_logging\n"
+        f"setup_logging({str(log)!r}).info('started')\n"
+        "print('progress 50%', file=sys.stderr)\nwarnings.warn('odd input')\n"
+        "raise ValueError('data.safe: bad row')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     text = log.read_text()
-    for line in ("started", "progress 50%", "odd input", "Traceback",
-                 "ValueError: data.safe: bad row"):
+    for line in (
+        "started",
+        "progress 50%",
+        "odd input",
+        "Traceback",
+        "ValueError: data.safe: bad row",
+    ):
         assert line in text and line in result.stderr, line

@@ -25,8 +25,8 @@ class ArchitectureError(ValueError):
 
 @dataclass(frozen=True)
 class MoELayer:
-    index: int          # i of model.layers.i
-    block: nn.Module    # the MoE block (router + experts [+ shared experts])
+    index: int  # i of model.layers.i
+    block: nn.Module  # the MoE block (router + experts [+ shared experts])
     router: nn.Module
     experts: nn.Module
 
@@ -42,20 +42,24 @@ class MoEAdapter:
         self.model = model
         self.model_type = model.config.model_type
         layers = _decoder_layers(model)
-        self.layers = [MoELayer(i, layer.mlp, getattr(layer.mlp, self.router_name),
-                                layer.mlp.experts)
-                       for i, layer in enumerate(layers)
-                       if _is_moe_block(getattr(layer, "mlp", None), self.router_name)]
+        self.layers = [
+            MoELayer(i, layer.mlp, getattr(layer.mlp, self.router_name), layer.mlp.experts)
+            for i, layer in enumerate(layers)
+            if _is_moe_block(getattr(layer, "mlp", None), self.router_name)
+        ]
         if not self.layers:
-            raise ArchitectureError(f"{self.model_type}: no MoE layer found (a dense model?); "
-                                    "MESA needs routed experts")
+            raise ArchitectureError(
+                f"{self.model_type}: no MoE layer found (a dense model?); MESA needs routed experts"
+            )
         router = self.layers[0].router
         self.num_experts = int(router.weight.shape[0])
         self.top_k = int(router.top_k)
         fused = self.layers[0].experts
         if not (hasattr(fused, "gate_up_proj") and fused.gate_up_proj.dim() == 3):
-            raise ArchitectureError(f"{self.model_type}: experts are not fused 3-D tensors; "
-                                    "transformers ≥ 5 is required")
+            raise ArchitectureError(
+                f"{self.model_type}: experts are not fused 3-D tensors; "
+                "transformers ≥ 5 is required"
+            )
 
     @property
     def layer_indices(self) -> list[int]:
@@ -97,8 +101,10 @@ ADAPTERS: dict[str, type[MoEAdapter]] = {
 
 def check_architecture(model_type: str) -> None:
     if model_type not in ADAPTERS:
-        raise ArchitectureError(f"architecture {model_type!r} is not supported; supported MoE "
-                                f"families: {sorted(ADAPTERS)} (add one in mesa_moe/adapters.py)")
+        raise ArchitectureError(
+            f"architecture {model_type!r} is not supported; supported MoE "
+            f"families: {sorted(ADAPTERS)} (add one in mesa_moe/adapters.py)"
+        )
 
 
 def adapter_for(model: nn.Module) -> MoEAdapter:
@@ -120,8 +126,13 @@ def _is_moe_block(mlp: nn.Module | None, router_name: str) -> bool:
     return hasattr(mlp, "experts") and hasattr(router, "weight") and hasattr(router, "top_k")
 
 
-def load_model(source: str, revision: str | None = None, dtype: str = "float32",
-               device: str | torch.device = "cpu", device_map: str | dict | None = None):
+def load_model(
+    source: str,
+    revision: str | None = None,
+    dtype: str = "float32",
+    device: str | torch.device = "cpu",
+    device_map: str | dict | None = None,
+):
     """Model and tokenizer from a local folder or a hub id, with grouped-mm experts on CPU.
 
     device_map (e.g. "auto") spreads a model that does not fit one device over all of them
@@ -146,15 +157,23 @@ def load_model(source: str, revision: str | None = None, dtype: str = "float32",
 
 def load_from_spec(spec: dict):
     """load_model with a model spec's settings ({source, revision, dtype, device, device_map})."""
-    return load_model(spec["source"], spec.get("revision"), spec.get("dtype") or "float32",
-                      spec.get("device") or "cpu", spec.get("device_map"))
+    return load_model(
+        spec["source"],
+        spec.get("revision"),
+        spec.get("dtype") or "float32",
+        spec.get("device") or "cpu",
+        spec.get("device_map"),
+    )
 
 
 def model_identity(spec: dict, model) -> dict:
     """What a downstream artifact records about the model it came from: where it was loaded from,
     how, and with which chat-template switches."""
-    return {"source": spec["source"], "revision": spec.get("revision"),
-            "dtype": spec.get("dtype") or "float32",
-            "chat_template_kwargs": spec.get("chat_template_kwargs") or {},
-            "model_type": model.config.model_type,
-            "commit_hash": getattr(model.config, "_commit_hash", None)}
+    return {
+        "source": spec["source"],
+        "revision": spec.get("revision"),
+        "dtype": spec.get("dtype") or "float32",
+        "chat_template_kwargs": spec.get("chat_template_kwargs") or {},
+        "model_type": model.config.model_type,
+        "commit_hash": getattr(model.config, "_commit_hash", None),
+    }

@@ -23,8 +23,20 @@ from typing import Any
 
 import pandas as pd
 
-PACKAGES = ("mesa-moe", "torch", "transformers", "tokenizers", "datasets", "accelerate", "pot",
-            "scipy", "pandas", "pyarrow", "numpy", "snakemake")
+PACKAGES = (
+    "mesa-moe",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "accelerate",
+    "pot",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "snakemake",
+)
 
 
 @contextlib.contextmanager
@@ -77,8 +89,9 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def provenance(stage: str, params: dict, seed: int | None = None,
-               model: dict | None = None) -> dict:
+def provenance(
+    stage: str, params: dict, seed: int | None = None, model: dict | None = None
+) -> dict:
     """What made an artifact: enough to re-create it, or to tell two of them apart."""
     return {
         "stage": stage,
@@ -92,8 +105,13 @@ def provenance(stage: str, params: dict, seed: int | None = None,
     }
 
 
-def write_provenance(path: str | os.PathLike, stage: str, params: dict, seed: int | None = None,
-                     model: dict | None = None) -> Path:
+def write_provenance(
+    path: str | os.PathLike,
+    stage: str,
+    params: dict,
+    seed: int | None = None,
+    model: dict | None = None,
+) -> Path:
     """Write `provenance(...)` to `path` (conventionally `provenance.json` beside the artifact)."""
     write_json(provenance(stage, params, seed, model), path)
     return Path(path)

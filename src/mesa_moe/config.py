@@ -38,8 +38,11 @@ def _with_defaults(validator_class):
 def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     message = error.message
-    if error.validator == "type" and isinstance(error.instance, str) \
-            and error.validator_value in ("number", "integer", ["number", "null"], ["integer", "null"]):
+    if (
+        error.validator == "type"
+        and isinstance(error.instance, str)
+        and error.validator_value in ("number", "integer", ["number", "null"], ["integer", "null"])
+    ):
         try:
             float(error.instance)
             message += " (YAML reads numbers like 1e-4 as strings: write 1.0e-4)"
@@ -56,10 +59,13 @@ def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
 
 
 def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
-    """Validate `config` in place (filling defaults) and return it; ConfigError lists every problem."""
+    """Validate `config` in place (filling defaults) and return it; ConfigError lists every
+    problem."""
     schema = load_schema(schema_path)
     validator_class = _with_defaults(jsonschema.validators.validator_for(schema))
-    errors = sorted(validator_class(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        validator_class(schema).iter_errors(config), key=lambda e: list(e.absolute_path)
+    )
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
     return config
@@ -75,8 +81,10 @@ def merge_defaults(defaults: dict, overrides: dict, where: str) -> dict:
     merged = copy.deepcopy(defaults)
     for key, value in (overrides or {}).items():
         if key not in defaults:
-            raise ConfigError(f"invalid config:\n  config key {where}.{key}: unknown key "
-                              f"(known: {sorted(defaults)})")
+            raise ConfigError(
+                f"invalid config:\n  config key {where}.{key}: unknown key "
+                f"(known: {sorted(defaults)})"
+            )
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"invalid config:\n  config key {where}.{key}: must be a mapping")
@@ -118,8 +126,9 @@ def looks_like_path(source: str) -> bool:
     return False
 
 
-def model_architecture(source: str, revision: str | None = None,
-                       where: str = "model.source") -> dict | None:
+def model_architecture(
+    source: str, revision: str | None = None, where: str = "model.source"
+) -> dict | None:
     """{model_type, num_experts} from a model's config.json alone (no weights, no network).
 
     A local folder must exist and hold a config.json of a supported MoE family; a hub id is
@@ -130,11 +139,15 @@ def model_architecture(source: str, revision: str | None = None,
     if Path(source).is_dir():
         config_path = Path(source) / "config.json"
         if not config_path.is_file():
-            raise ConfigError(f"config key {where}: {source} is a folder without config.json "
-                              "(not a transformers model folder)")
+            raise ConfigError(
+                f"config key {where}: {source} is a folder without config.json "
+                "(not a transformers model folder)"
+            )
     elif looks_like_path(source):
-        raise ConfigError(f"config key {where}: no model folder at {source} (and {source!r} is "
-                          "not a hub id either)")
+        raise ConfigError(
+            f"config key {where}: no model folder at {source} (and {source!r} is "
+            "not a hub id either)"
+        )
     else:
         from huggingface_hub import try_to_load_from_cache
 
@@ -152,8 +165,9 @@ def model_architecture(source: str, revision: str | None = None,
     return {"model_type": model_type, "num_experts": counts[0] if counts else None}
 
 
-def import_plugins(modules: list[str], search_dir: str | os.PathLike,
-                   where: str = "evaluation.plugins") -> None:
+def import_plugins(
+    modules: list[str], search_dir: str | os.PathLike, where: str = "evaluation.plugins"
+) -> None:
     """Import each module (they register benchmarks); `search_dir` is searched first."""
     import importlib
     import sys
@@ -164,5 +178,7 @@ def import_plugins(modules: list[str], search_dir: str | os.PathLike,
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise ConfigError(f"config key {where}: cannot import {module!r} ({error}); put it "
-                              f"in {search_dir} or on PYTHONPATH") from None
+            raise ConfigError(
+                f"config key {where}: cannot import {module!r} ({error}); put it "
+                f"in {search_dir} or on PYTHONPATH"
+            ) from None

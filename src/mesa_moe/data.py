@@ -45,8 +45,12 @@ def _read_table(spec: dict, where: str) -> pd.DataFrame:
     if kind == "hub":
         import datasets
 
-        ds = datasets.load_dataset(path, spec.get("subset"), split=spec.get("split", "train"),
-                                   revision=spec.get("revision"))
+        ds = datasets.load_dataset(
+            path,
+            spec.get("subset"),
+            split=spec.get("split", "train"),
+            revision=spec.get("revision"),
+        )
         return ds.to_pandas()
     raise DataError(f"{where}.kind: unknown kind {kind!r} (local or hub)")
 
@@ -73,8 +77,10 @@ def read_local_table(path: str, where: str = "data") -> pd.DataFrame:
     the config key and the file (for JSONL, the number of the first line that is not JSON)."""
     suffix = Path(path).suffix.lower()
     if suffix not in LOCAL_READERS:
-        raise DataError(f"{where}.path: unsupported file type {suffix!r} for {path} "
-                        f"(use one of {sorted(LOCAL_READERS)})")
+        raise DataError(
+            f"{where}.path: unsupported file type {suffix!r} for {path} "
+            f"(use one of {sorted(LOCAL_READERS)})"
+        )
     if not Path(path).is_file():
         raise DataError(f"{where}.path: file not found: {path}")
     if Path(path).stat().st_size == 0:
@@ -94,15 +100,19 @@ def load_pairs(spec: dict, where: str = "data", seed: int = 0) -> list[dict]:
     columns = {"prompt": "prompt", "response": "response", **(spec.get("columns") or {})}
     missing = [f"{role}={col!r}" for role, col in columns.items() if col not in table.columns]
     if missing:
-        raise DataError(f"{where}: {spec['path']} lacks column(s) {', '.join(missing)}; "
-                        f"it has {list(table.columns)} (map them with {where}.columns)")
+        raise DataError(
+            f"{where}: {spec['path']} lacks column(s) {', '.join(missing)}; "
+            f"it has {list(table.columns)} (map them with {where}.columns)"
+        )
     for column, value in (spec.get("keep") or {}).items():
         if column not in table.columns:
             raise DataError(f"{where}.keep: {spec['path']} has no column {column!r}")
         table = table[table[column] == value]
     table = table.rename(columns={col: role for role, col in columns.items()})
-    records = [dict(r, prompt=_text(r["prompt"]), response=_text(r["response"]))
-               for r in table.to_dict("records")]
+    records = [
+        dict(r, prompt=_text(r["prompt"]), response=_text(r["response"]))
+        for r in table.to_dict("records")
+    ]
     if spec.get("shuffle"):
         random.Random(seed).shuffle(records)
     if spec.get("limit"):
@@ -119,7 +129,9 @@ def _text(value) -> str:
     messages = list(value) if hasattr(value, "__len__") else []
     if messages and all(isinstance(m, dict) and "content" in m for m in messages):
         return messages[-1]["content"]
-    raise DataError(f"expected text or a list of chat messages, got {type(value).__name__}: {value!r:.80}")
+    raise DataError(
+        f"expected text or a list of chat messages, got {type(value).__name__}: {value!r:.80}"
+    )
 
 
 def sample_stat(safe: Sequence[dict], gen: Sequence[dict], size: int, seed: int) -> list[dict]:
@@ -127,16 +139,18 @@ def sample_stat(safe: Sequence[dict], gen: Sequence[dict], size: int, seed: int)
     half = size // 2
     for name, rows in (("safe", safe), ("gen", gen)):
         if len(rows) < half:
-            raise DataError(f"data.stat.size={size} needs {half} rows of D_{name}, "
-                            f"it has {len(rows)}")
+            raise DataError(
+                f"data.stat.size={size} needs {half} rows of D_{name}, it has {len(rows)}"
+            )
     rng = random.Random(seed)
     picked = [dict(r, source="safe") for r in rng.sample(list(safe), half)]
     picked += [dict(r, source="gen") for r in rng.sample(list(gen), size - half)]
     return picked
 
 
-def chat_ids(tokenizer, prompt: str, response: str | None = None,
-             chat_template_kwargs: dict | None = None) -> tuple[list[int], int]:
+def chat_ids(
+    tokenizer, prompt: str, response: str | None = None, chat_template_kwargs: dict | None = None
+) -> tuple[list[int], int]:
     """Token ids of a chat (user prompt, optional assistant response) and the prompt's length.
 
     The prompt part ends with the generation prompt, so ids[:n_prompt] is exactly what a model
@@ -145,35 +159,49 @@ def chat_ids(tokenizer, prompt: str, response: str | None = None,
     """
     extra = chat_template_kwargs or {}
     user = [{"role": "user", "content": prompt}]
-    prompt_ids = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True,
-                                               return_dict=False, **extra)
+    prompt_ids = tokenizer.apply_chat_template(
+        user, add_generation_prompt=True, tokenize=True, return_dict=False, **extra
+    )
     if response is None:
         return list(prompt_ids), len(prompt_ids)
-    full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": response}],
-                                         tokenize=True, return_dict=False, **extra)
+    full = tokenizer.apply_chat_template(
+        user + [{"role": "assistant", "content": response}],
+        tokenize=True,
+        return_dict=False,
+        **extra,
+    )
     full = list(full)
     if full[: len(prompt_ids)] != list(prompt_ids):
-        raise DataError("the tokenizer's chat template does not extend the prompt with the "
-                        "response; response-only labels cannot be derived")
+        raise DataError(
+            "the tokenizer's chat template does not extend the prompt with the "
+            "response; response-only labels cannot be derived"
+        )
     return full, len(prompt_ids)
 
 
-def encode_pairs(tokenizer, records: Sequence[dict], max_length: int,
-                 chat_template_kwargs: dict | None = None) -> list[dict]:
+def encode_pairs(
+    tokenizer, records: Sequence[dict], max_length: int, chat_template_kwargs: dict | None = None
+) -> list[dict]:
     """input_ids and labels (prompt tokens set to IGNORE_INDEX) per record, truncated."""
     encoded = []
     for record in records:
-        ids, n_prompt = chat_ids(tokenizer, record["prompt"], record["response"],
-                                 chat_template_kwargs)
+        ids, n_prompt = chat_ids(
+            tokenizer, record["prompt"], record["response"], chat_template_kwargs
+        )
         ids = ids[:max_length]
         labels = [IGNORE_INDEX] * min(n_prompt, len(ids)) + ids[n_prompt:]
         encoded.append({"input_ids": ids, "labels": labels})
     return encoded
 
 
-def encode_training_pairs(tokenizer, records: Sequence[dict], max_length: int, where: str,
-                          max_dropped_share: float,
-                          chat_template_kwargs: dict | None = None) -> tuple[list[dict], int]:
+def encode_training_pairs(
+    tokenizer,
+    records: Sequence[dict],
+    max_length: int,
+    where: str,
+    max_dropped_share: float,
+    chat_template_kwargs: dict | None = None,
+) -> tuple[list[dict], int]:
     """encode_pairs, less the examples truncation left without a response token; and how many.
 
     Such an example adds nothing to L_SFT yet would still enter the routing losses. More than
@@ -183,12 +211,19 @@ def encode_training_pairs(tokenizer, records: Sequence[dict], max_length: int, w
     kept = [item for item in encoded if any(label != IGNORE_INDEX for label in item["labels"])]
     dropped = len(encoded) - len(kept)
     if dropped > max_dropped_share * len(encoded) or not kept:
-        raise DataError(f"{where}: {dropped} of {len(encoded)} examples keep no response token "
-                        f"within data.max_length={max_length} (more than data.max_dropped_share="
-                        f"{max_dropped_share}); raise data.max_length or shorten the prompts")
+        raise DataError(
+            f"{where}: {dropped} of {len(encoded)} examples keep no response token "
+            f"within data.max_length={max_length} (more than data.max_dropped_share="
+            f"{max_dropped_share}); raise data.max_length or shorten the prompts"
+        )
     if dropped:
-        log.warning("%s: %d of %d examples dropped: their prompt fills data.max_length=%d",
-                    where, dropped, len(encoded), max_length)
+        log.warning(
+            "%s: %d of %d examples dropped: their prompt fills data.max_length=%d",
+            where,
+            dropped,
+            len(encoded),
+            max_length,
+        )
     return kept, dropped
 
 

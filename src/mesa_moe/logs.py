@@ -32,13 +32,20 @@ class Tee:
         return False
 
 
-def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
-    """Send stderr, the `mesa_moe` logger and warnings to `log_path` as well as stderr; return it."""
+def setup_logging(
+    log_path: str | os.PathLike | None = None, level: int = logging.INFO
+) -> logging.Logger:
+    """Send stderr, the `mesa_moe` logger and warnings to `log_path` as well as stderr; return
+    it."""
     if log_path:
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         # the file stays open for the life of the process: stderr writes to it until exit
         sys.stderr = Tee(sys.__stderr__, open(log_path, "w", encoding="utf-8"))  # noqa: SIM115
-    logging.basicConfig(level=level, handlers=[logging.StreamHandler(sys.stderr)], force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level,
+        handlers=[logging.StreamHandler(sys.stderr)],
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.captureWarnings(True)
     return logging.getLogger("mesa_moe")

@@ -23,11 +23,16 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     shifted = labels[:, 1:]
     if not (shifted != IGNORE_INDEX).any():
         raise ValueError("batch has no response tokens to learn from")
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                           shifted.reshape(-1), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        shifted.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
 
 
-def safety_target(reference: torch.Tensor, online_cost: torch.Tensor, epsilon: float) -> torch.Tensor:
+def safety_target(
+    reference: torch.Tensor, online_cost: torch.Tensor, epsilon: float
+) -> torch.Tensor:
     """π*_safe [T, E] ∝ P_ref [T, E] ⊙ exp(−C [E] / ε), computed in the log domain."""
     return torch.softmax(torch.log(reference.clamp_min(1e-30)) - online_cost / epsilon, dim=-1)
 
@@ -48,16 +53,21 @@ class RouterTap:
         self.adapter = adapter
         self.inputs: dict[int, torch.Tensor] = {}
         self.logits: dict[int, torch.Tensor] = {}
-        self.frozen_weights = {layer.index: [getattr(layer.router, name).detach().clone()
-                                             for name in adapter.router_parameters]
-                               for layer in adapter.layers}
-        self._handles = [layer.router.register_forward_hook(self._hook(layer.index))
-                         for layer in adapter.layers]
+        self.frozen_weights = {
+            layer.index: [
+                getattr(layer.router, name).detach().clone() for name in adapter.router_parameters
+            ]
+            for layer in adapter.layers
+        }
+        self._handles = [
+            layer.router.register_forward_hook(self._hook(layer.index)) for layer in adapter.layers
+        ]
 
     def _hook(self, index: int):
         def keep(module, inputs, outputs):
             self.inputs[index] = inputs[0].reshape(-1, inputs[0].shape[-1])
             self.logits[index] = outputs[0]
+
         return keep
 
     def remove(self) -> None:
@@ -77,21 +87,32 @@ class RouterTap:
 
 
 class BaseForwardReference:
-    """P_ref from a forward pass of a frozen copy of the starting model (exact, twice the memory)."""
+    """P_ref from a forward pass of a frozen copy of the starting model (exact; twice the
+    memory)."""
 
     def __init__(self, adapter: MoEAdapter, adapter_factory):
         self.model = copy.deepcopy(adapter.model).eval().requires_grad_(False)
         self.tap = RouterTap(adapter_factory(self.model))
 
     @torch.no_grad()
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[int, torch.Tensor]:
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[int, torch.Tensor]:
         backbone = getattr(self.model, "model", self.model)
         backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        return {index: self.tap.adapter.routing_probs(logits) for index, logits in self.tap.logits.items()}
+        return {
+            index: self.tap.adapter.routing_probs(logits)
+            for index, logits in self.tap.logits.items()
+        }
 
 
-def routing_loss(tap: RouterTap, attention_mask: torch.Tensor, references: dict[int, torch.Tensor] | None,
-                 online_cost: dict[int, torch.Tensor] | None, epsilon: float) -> torch.Tensor:
+def routing_loss(
+    tap: RouterTap,
+    attention_mask: torch.Tensor,
+    references: dict[int, torch.Tensor] | None,
+    online_cost: dict[int, torch.Tensor] | None,
+    epsilon: float,
+) -> torch.Tensor:
     """Mean over MoE layers of the mean over real tokens of KL(target ‖ P_φ).
 
     online_cost {layer: C [E]} gives the safety flow; None gives the general flow (target P_ref).
@@ -100,17 +121,27 @@ def routing_loss(tap: RouterTap, attention_mask: torch.Tensor, references: dict[
     real = attention_mask.reshape(-1).bool()
     per_layer = []
     for layer in tap.adapter.layers:
-        reference = references[layer.index] if references is not None \
+        reference = (
+            references[layer.index]
+            if references is not None
             else tap.frozen_router_reference(layer.index)
+        )
         reference = reference[real]
-        target = reference if online_cost is None else \
-            safety_target(reference, online_cost[layer.index].to(reference.device), epsilon)
+        target = (
+            reference
+            if online_cost is None
+            else safety_target(reference, online_cost[layer.index].to(reference.device), epsilon)
+        )
         per_layer.append(kl_divergence(target, tap.routing(layer.index)[real]).mean())
     return torch.stack(per_layer).mean()
 
 
-def online_costs(adapter: MoEAdapter, selected: dict[int, list[int]], mode: str,
-                 offline_cost: dict[int, torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
+def online_costs(
+    adapter: MoEAdapter,
+    selected: dict[int, list[int]],
+    mode: str,
+    offline_cost: dict[int, torch.Tensor] | None = None,
+) -> dict[int, torch.Tensor]:
     """C_ℓ [E] per layer: `selected`: 0 for selected experts and 1 for the rest; `global`: Ĉ."""
     if mode == "global":
         if offline_cost is None:

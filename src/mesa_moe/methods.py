@@ -42,15 +42,28 @@ METHODS: dict[str, Method] = {
         Method("mesa", "ot", train_experts=True, train_routers=True, ot_loss=True),
         Method("experts_ot", "ot", train_experts=True, train_routers=False, ot_loss=False),
         Method("router_only", "ot", train_experts=False, train_routers=True, ot_loss=True),
-        Method("experts_all", None, train_experts=False, train_routers=True, ot_loss=False,
-               train_all_experts=True),
+        Method(
+            "experts_all",
+            None,
+            train_experts=False,
+            train_routers=True,
+            ot_loss=False,
+            train_all_experts=True,
+        ),
         Method("experts_cmax", "cost_min", train_experts=True, train_routers=True, ot_loss=True),
         Method("experts_cmid", "cost_mid", train_experts=True, train_routers=True, ot_loss=True),
         # SafeX-like: the safety head and the routers, L_SFT only
-        Method("experts_safe_top", "safe_top", train_experts=True, train_routers=True,
-               ot_loss=False),
-        Method("sft_full", None, train_experts=False, train_routers=False, ot_loss=False,
-               train_everything=True),
+        Method(
+            "experts_safe_top", "safe_top", train_experts=True, train_routers=True, ot_loss=False
+        ),
+        Method(
+            "sft_full",
+            None,
+            train_experts=False,
+            train_routers=False,
+            ot_loss=False,
+            train_everything=True,
+        ),
     )
 }
 

@@ -23,7 +23,17 @@ from .data import collate, encode_pairs, load_pairs, sample_stat
 
 log = logging.getLogger(__name__)
 SOURCES = ("safe", "gen")
-ACTIVATION_COLUMNS = ["layer", "expert", "source", "count", "tokens", "freq", "mean_prob", "rank", "f"]
+ACTIVATION_COLUMNS = [
+    "layer",
+    "expert",
+    "source",
+    "count",
+    "tokens",
+    "freq",
+    "mean_prob",
+    "rank",
+    "f",
+]
 COACTIVATION_COLUMNS = ["layer", "i", "j", "count"]
 
 
@@ -33,9 +43,9 @@ class LayerCounts:
 
     num_experts: int
     device: torch.device
-    count: torch.Tensor = field(init=False)       # [2, E] tokens with e in their top-k
-    prob_sum: torch.Tensor = field(init=False)    # [2, E] Σ_t P(t)[e]
-    tokens: torch.Tensor = field(init=False)      # [2]
+    count: torch.Tensor = field(init=False)  # [2, E] tokens with e in their top-k
+    prob_sum: torch.Tensor = field(init=False)  # [2, E] Σ_t P(t)[e]
+    tokens: torch.Tensor = field(init=False)  # [2]
     coactivation: torch.Tensor = field(init=False)  # [E, E] on mix
 
     def __post_init__(self):
@@ -52,12 +62,12 @@ class LayerCounts:
         multi-hot matmul would be O(T·E²)."""
         e = self.num_experts
         experts = top_k_indices.long()
-        source_slots = experts + (source.long() * e)[:, None]                  # [T, k] in [0, 2E)
+        source_slots = experts + (source.long() * e)[:, None]  # [T, k] in [0, 2E)
         self.count += torch.bincount(source_slots.reshape(-1), minlength=2 * e).view(2, e)
-        src = torch.nn.functional.one_hot(source.long(), 2).to(torch.float64)   # [T, 2]
+        src = torch.nn.functional.one_hot(source.long(), 2).to(torch.float64)  # [T, 2]
         self.prob_sum += src.T @ probs.to(torch.float64)
         self.tokens += torch.bincount(source.long(), minlength=2)
-        pairs = (experts[:, :, None] * e + experts[:, None, :]).reshape(-1)    # [T·k²]
+        pairs = (experts[:, :, None] * e + experts[:, None, :]).reshape(-1)  # [T·k²]
         self.coactivation += torch.bincount(pairs, minlength=e * e).view(e, e)
 
 
@@ -94,15 +104,25 @@ class RoutingRecorder:
             router_logits, _, top_k_indices = outputs
             real = self._real_tokens.to(router_logits.device)
             probs = self.adapter.routing_probs(router_logits.index_select(0, real))
-            self.counts[layer_index].add(top_k_indices.index_select(0, real), probs,
-                                         self._real_source.to(router_logits.device))
+            self.counts[layer_index].add(
+                top_k_indices.index_select(0, real),
+                probs,
+                self._real_source.to(router_logits.device),
+            )
+
         return record
 
 
 @torch.inference_mode()
-def profile_routing(model, tokenizer, adapter: MoEAdapter, records: Sequence[dict],
-                    batch_size: int, max_length: int,
-                    chat_template_kwargs: dict | None = None) -> dict[int, LayerCounts]:
+def profile_routing(
+    model,
+    tokenizer,
+    adapter: MoEAdapter,
+    records: Sequence[dict],
+    batch_size: int,
+    max_length: int,
+    chat_template_kwargs: dict | None = None,
+) -> dict[int, LayerCounts]:
     """One forward pass per D_stat record (prompt + response, chat template); counts per layer."""
     unknown = sorted({r.get("source") for r in records} - set(SOURCES))
     if unknown:
@@ -116,11 +136,14 @@ def profile_routing(model, tokenizer, adapter: MoEAdapter, records: Sequence[dic
     backbone = getattr(model, "model", model)  # the lm_head is not needed to route
     with RoutingRecorder(adapter) as recorder:
         for start in tqdm(range(0, len(order), batch_size), desc="profile", unit="batch"):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             batch = collate([encoded[i] for i in rows], pad_id)
             recorder.set_batch(batch["attention_mask"].to(device), source[rows].to(device))
-            backbone(input_ids=batch["input_ids"].to(device),
-                     attention_mask=batch["attention_mask"].to(device), use_cache=False)
+            backbone(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                use_cache=False,
+            )
     return recorder.counts
 
 
@@ -139,21 +162,34 @@ def activation_table(counts: dict[int, LayerCounts], top_k: int) -> pd.DataFrame
         count = c.count.cpu().numpy()
         prob_sum = c.prob_sum.cpu().numpy()
         tokens = c.tokens.cpu().numpy()
-        per_source = {"safe": (count[0], prob_sum[0], tokens[0]),
-                      "gen": (count[1], prob_sum[1], tokens[1]),
-                      "mix": (count.sum(0), prob_sum.sum(0), tokens.sum())}
+        per_source = {
+            "safe": (count[0], prob_sum[0], tokens[0]),
+            "gen": (count[1], prob_sum[1], tokens[1]),
+            "mix": (count.sum(0), prob_sum.sum(0), tokens.sum()),
+        }
         for source, (n, p, t) in per_source.items():
             if t == 0:
-                raise ValueError(f"no {source} tokens reached layer {layer}; D_stat needs both sources")
+                raise ValueError(
+                    f"no {source} tokens reached layer {layer}; D_stat needs both sources"
+                )
             mean_prob = p / t
             rank = rank_experts(n, mean_prob)
             experts = len(n)
-            frames.append(pd.DataFrame({
-                "layer": layer, "expert": np.arange(experts), "source": source,
-                "count": n.astype(np.int64), "tokens": int(t),
-                "freq": n / (t * top_k), "mean_prob": mean_prob,
-                "rank": rank, "f": 100.0 * (rank - 1) / experts,
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": layer,
+                        "expert": np.arange(experts),
+                        "source": source,
+                        "count": n.astype(np.int64),
+                        "tokens": int(t),
+                        "freq": n / (t * top_k),
+                        "mean_prob": mean_prob,
+                        "rank": rank,
+                        "f": 100.0 * (rank - 1) / experts,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)[ACTIVATION_COLUMNS]
 
 
@@ -163,13 +199,29 @@ def coactivation_table(counts: dict[int, LayerCounts]) -> pd.DataFrame:
     for layer, c in sorted(counts.items()):
         matrix = c.coactivation.cpu().numpy()
         i, j = np.meshgrid(np.arange(len(matrix)), np.arange(len(matrix)), indexing="ij")
-        frames.append(pd.DataFrame({"layer": layer, "i": i.ravel(), "j": j.ravel(),
-                                    "count": matrix.ravel().astype(np.int64)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "i": i.ravel(),
+                    "j": j.ravel(),
+                    "count": matrix.ravel().astype(np.int64),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)[COACTIVATION_COLUMNS]
 
 
-def run_profile(model_spec: dict, data: dict, batch_size: int, seed: int, activations_path: str,
-                coactivation_path: str, stat_path: str, provenance_path: str) -> pd.DataFrame:
+def run_profile(
+    model_spec: dict,
+    data: dict,
+    batch_size: int,
+    seed: int,
+    activations_path: str,
+    coactivation_path: str,
+    stat_path: str,
+    provenance_path: str,
+) -> pd.DataFrame:
     """The `profile` stage: D_stat from D_safe and D_gen, forward passes, both tables + provenance.
 
     model_spec: {source, revision, dtype, device, device_map, chat_template_kwargs}; data: the
@@ -180,17 +232,40 @@ def run_profile(model_spec: dict, data: dict, batch_size: int, seed: int, activa
     stat = sample_stat(safe, gen, data["stat"]["size"], seed)
     model, tokenizer = load_from_spec(model_spec)
     adapter = adapter_for(model)
-    log.info("%s (%s): %d MoE layers %s, %d experts, top-%d; D_stat %d examples",
-             model_spec["source"], adapter.model_type, len(adapter.layers), adapter.layer_indices,
-             adapter.num_experts, adapter.top_k, len(stat))
-    counts = profile_routing(model, tokenizer, adapter, stat, batch_size, data["max_length"],
-                             model_spec.get("chat_template_kwargs"))
+    log.info(
+        "%s (%s): %d MoE layers %s, %d experts, top-%d; D_stat %d examples",
+        model_spec["source"],
+        adapter.model_type,
+        len(adapter.layers),
+        adapter.layer_indices,
+        adapter.num_experts,
+        adapter.top_k,
+        len(stat),
+    )
+    counts = profile_routing(
+        model,
+        tokenizer,
+        adapter,
+        stat,
+        batch_size,
+        data["max_length"],
+        model_spec.get("chat_template_kwargs"),
+    )
     activations = activation_table(counts, adapter.top_k)
     write_jsonl(stat, stat_path)
     write_parquet(coactivation_table(counts), coactivation_path)
     write_parquet(activations, activations_path)
-    write_provenance(provenance_path, "profile", {"data": data, "batch_size": batch_size,
-                                      "num_experts": adapter.num_experts, "top_k": adapter.top_k,
-                                      "moe_layers": adapter.layer_indices},
-                     seed, model_identity(model_spec, model))
+    write_provenance(
+        provenance_path,
+        "profile",
+        {
+            "data": data,
+            "batch_size": batch_size,
+            "num_experts": adapter.num_experts,
+            "top_k": adapter.top_k,
+            "moe_layers": adapter.layer_indices,
+        },
+        seed,
+        model_identity(model_spec, model),
+    )
     return activations

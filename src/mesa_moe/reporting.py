@@ -24,21 +24,34 @@ def _save(fig, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def plot_selection(activations: pd.DataFrame, experts: pd.DataFrame, title: str,
-                   path: str | os.PathLike) -> None:
+def plot_selection(
+    activations: pd.DataFrame, experts: pd.DataFrame, title: str, path: str | os.PathLike
+) -> None:
     """Heat maps [layer × expert] of safe and gen routing frequency, selected experts boxed."""
     layers = sorted(experts.layer.unique())
     num_experts = int(experts.expert.max()) + 1
     selected = experts.pivot(index="layer", columns="expert", values="selected").loc[layers]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.55 * num_experts * 2), 1.2 + 0.5 * len(layers)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2, figsize=(max(8, 0.55 * num_experts * 2), 1.2 + 0.5 * len(layers)), squeeze=False
+    )
     for ax, source in zip(axes[0], ("safe", "gen")):
-        freq = activations[activations.source == source].pivot(
-            index="layer", columns="expert", values="freq").loc[layers]
+        freq = (
+            activations[activations.source == source]
+            .pivot(index="layer", columns="expert", values="freq")
+            .loc[layers]
+        )
         image = ax.imshow(freq.to_numpy(), aspect="auto", cmap="viridis")
         rows, cols = np.nonzero(selected.to_numpy())
-        ax.scatter(cols, rows, marker="s", s=90, facecolors="none", edgecolors="red", linewidths=1.5,
-                   label="selected")
+        ax.scatter(
+            cols,
+            rows,
+            marker="s",
+            s=90,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.5,
+            label="selected",
+        )
         ax.set_xticks(range(num_experts))
         ax.set_yticks(range(len(layers)), [str(layer) for layer in layers])
         ax.set_xlabel("expert")
@@ -50,8 +63,9 @@ def plot_selection(activations: pd.DataFrame, experts: pd.DataFrame, title: str,
     _save(fig, path)
 
 
-def plot_cost_curve(experts: pd.DataFrame, alpha_shift: float, title: str,
-                    path: str | os.PathLike) -> None:
+def plot_cost_curve(
+    experts: pd.DataFrame, alpha_shift: float, title: str, path: str | os.PathLike
+) -> None:
     """C(f) over the R_mix rank percentile, with every expert placed at its f and cost."""
     f = np.linspace(0, 99.5, 400)
     curve = beta_rational_cost(f, alpha_shift)
@@ -61,8 +75,14 @@ def plot_cost_curve(experts: pd.DataFrame, alpha_shift: float, title: str,
     # axis would hide that, so the experts are shown at their raw C(f_mix) on the same scale.
     raw = beta_rational_cost(experts.f_mix.to_numpy(), alpha_shift) / curve.max()
     chosen = experts.selected.to_numpy()
-    ax.scatter(experts.f_mix[~chosen], raw[~chosen], s=12, color="tab:blue", alpha=0.5,
-               label="expert (all layers)")
+    ax.scatter(
+        experts.f_mix[~chosen],
+        raw[~chosen],
+        s=12,
+        color="tab:blue",
+        alpha=0.5,
+        label="expert (all layers)",
+    )
     ax.scatter(experts.f_mix[chosen], raw[chosen], s=30, color="tab:red", label="selected")
     ax.axvline(cost_minimum(alpha_shift), color="grey", ls="--", lw=1, label="minimum of C")
     ax.set_yscale("log")
@@ -87,8 +107,23 @@ def plot_loss_curve(log: pd.DataFrame, path: str | os.PathLike) -> None:
     _save(fig, path)
 
 
-SUMMARY_COLUMNS = ["model", "method", "run", "w", "eps", "gamma", "benchmark", "kind", "metric",
-                   "value", "degenerate", "string_judge_agreement", "n", "judge", "judge_model"]
+SUMMARY_COLUMNS = [
+    "model",
+    "method",
+    "run",
+    "w",
+    "eps",
+    "gamma",
+    "benchmark",
+    "kind",
+    "metric",
+    "value",
+    "degenerate",
+    "string_judge_agreement",
+    "n",
+    "judge",
+    "judge_model",
+]
 # Metrics where lower is better: turned into "higher is safer / better" for the scatter plot.
 LOWER_IS_BETTER = ("asr", "over_refusal_rate")
 
@@ -107,15 +142,27 @@ def summary_table(model: str, metrics_paths: list[str]) -> pd.DataFrame:
         params = parse_run(run)
         for benchmark, result in json.loads(path.read_text()).items():
             for metric, value in result["scores"].items():
-                rows.append({"model": model, "method": method, "run": run, "w": params.get("w"),
-                             "eps": params.get("eps"), "gamma": params.get("gamma"),
-                             "benchmark": benchmark, "kind": result["kind"], "metric": metric,
-                             "value": value,
-                             "degenerate": result.get("degenerate", {}).get(metric),
-                             "string_judge_agreement":
-                                 result.get("string_judge_agreement", {}).get(metric),
-                             "n": result["n"], "judge": result["judge"]["name"],
-                             "judge_model": result["judge"].get("model")})
+                rows.append(
+                    {
+                        "model": model,
+                        "method": method,
+                        "run": run,
+                        "w": params.get("w"),
+                        "eps": params.get("eps"),
+                        "gamma": params.get("gamma"),
+                        "benchmark": benchmark,
+                        "kind": result["kind"],
+                        "metric": metric,
+                        "value": value,
+                        "degenerate": result.get("degenerate", {}).get(metric),
+                        "string_judge_agreement": result.get("string_judge_agreement", {}).get(
+                            metric
+                        ),
+                        "n": result["n"],
+                        "judge": result["judge"]["name"],
+                        "judge_model": result["judge"].get("model"),
+                    }
+                )
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     return table.astype({"degenerate": float, "string_judge_agreement": float})
 
@@ -127,10 +174,16 @@ def _cell(value: float, degenerate: float) -> str:
 def summary_markdown(table: pd.DataFrame) -> str:
     """The paper-style table: methods (and runs) as rows, benchmark metrics as columns, in %,
     each with its degenerate share beside it where known; then the string judge's agreement."""
-    table = table.assign(column=table.benchmark + " " + table.metric, row=table.method + " " + table.run)
-    wide = {name: table.pivot_table(index="row", columns="column", values=name, sort=False,
-                                    dropna=False) * 100
-            for name in ("value", "degenerate")}
+    table = table.assign(
+        column=table.benchmark + " " + table.metric, row=table.method + " " + table.run
+    )
+    wide = {
+        name: table.pivot_table(
+            index="row", columns="column", values=name, sort=False, dropna=False
+        )
+        * 100
+        for name in ("value", "degenerate")
+    }
     values, degenerate = wide["value"], wide["degenerate"].reindex_like(wide["value"])
     header = "| method | " + " | ".join(values.columns) + " |"
     lines = [header, "|" + "---|" * (len(values.columns) + 1)]
@@ -140,14 +193,18 @@ def summary_markdown(table: pd.DataFrame) -> str:
     arrows = ", ".join(f"{m} ↓" for m in LOWER_IS_BETTER)
     notes = [f"Values in %. Higher is better except {arrows}."]
     if table.degenerate.notna().any():
-        notes.append("In parentheses: the share of degenerate answers (neither the exact refusal "
-                     "nor a well-formed answer of the benchmark's grammar), in %. Safety counts "
-                     "exact refusals and ASR well-formed compliances, so neither includes them.")
+        notes.append(
+            "In parentheses: the share of degenerate answers (neither the exact refusal "
+            "nor a well-formed answer of the benchmark's grammar), in %. Safety counts "
+            "exact refusals and ASR well-formed compliances, so neither includes them."
+        )
     judged = table[table.kind.isin(["safety", "overrefusal"])].string_judge_agreement.dropna()
     if len(judged):
-        notes.append(f"The refusal-string judge agrees with the exact judge on refusal vs not on "
-                     f"{judged.mean() * 100:.1f}% of safety and over-refusal answers (mean over "
-                     f"cells; lowest {judged.min() * 100:.1f}%).")
+        notes.append(
+            f"The refusal-string judge agrees with the exact judge on refusal vs not on "
+            f"{judged.mean() * 100:.1f}% of safety and over-refusal answers (mean over "
+            f"cells; lowest {judged.min() * 100:.1f}%)."
+        )
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
 
 
@@ -165,8 +222,13 @@ def run_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Per (method, run): `safety` and `utility`, the means of the oriented metrics (see
     `oriented`) of the benchmarks of SCORE_KINDS; NaN where a run has no such benchmark."""
     scored = table.assign(score=oriented(table))
-    return pd.concat({name: scored[scored.kind.isin(kinds)].groupby(["method", "run"]).score.mean()
-                      for name, kinds in SCORE_KINDS.items()}, axis=1)
+    return pd.concat(
+        {
+            name: scored[scored.kind.isin(kinds)].groupby(["method", "run"]).score.mean()
+            for name, kinds in SCORE_KINDS.items()
+        },
+        axis=1,
+    )
 
 
 def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -176,15 +238,28 @@ def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None
     over_refusal = refusing.groupby(["method", "run"]).value.mean()
     fig, ax = plt.subplots(figsize=(7, 5))
     if len(over_refusal):
-        points = ax.scatter(both.utility, both.safety, c=over_refusal.reindex(both.index),
-                            cmap="coolwarm", vmin=0, vmax=1, edgecolors="black", linewidths=0.5)
+        points = ax.scatter(
+            both.utility,
+            both.safety,
+            c=over_refusal.reindex(both.index),
+            cmap="coolwarm",
+            vmin=0,
+            vmax=1,
+            edgecolors="black",
+            linewidths=0.5,
+        )
         names = ", ".join(sorted(refusing.benchmark.unique()))
         fig.colorbar(points, ax=ax, label=f"over-refusal rate (mean of {names})")
     else:
         ax.scatter(both.utility, both.safety, color="tab:blue")
     for (method, run), row in both.iterrows():
-        ax.annotate(f"{method} {run}".replace(" default", ""), (row.utility, row.safety),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            f"{method} {run}".replace(" default", ""),
+            (row.utility, row.safety),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xlabel("utility (mean over utility benchmarks)")
     ax.set_ylabel("safety (mean safe-response rate; 1 − ASR)")
     ax.set_title("safety vs utility")
@@ -198,28 +273,45 @@ def plot_sparsity(model_sparsity: dict[str, pd.DataFrame], path: str | os.PathLi
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.35 * len(labels) + 2))
     y = np.arange(len(labels))
     for offset, share in enumerate(shares):
-        left.barh(y + 0.25 * offset, [model_sparsity[k][share].mean() for k in labels], height=0.25,
-                  label=share.replace("_share", ""))
+        left.barh(
+            y + 0.25 * offset,
+            [model_sparsity[k][share].mean() for k in labels],
+            height=0.25,
+            label=share.replace("_share", ""),
+        )
     left.set_yticks(y + 0.25, labels, fontsize=7)
     left.set_xlabel("share of safety routing held by the top-m experts")
     left.legend(fontsize=7)
     right.barh(y, [model_sparsity[k].entropy.mean() for k in labels], color="tab:green")
-    right.axvline(next(iter(model_sparsity.values())).max_entropy.mean(), color="grey", ls="--", lw=1)
+    right.axvline(
+        next(iter(model_sparsity.values())).max_entropy.mean(), color="grey", ls="--", lw=1
+    )
     right.set_yticks(y, [])
     right.set_xlabel("entropy of safe routing (nats; dashed: uniform)")
     _save(fig, path)
 
 
-def write_summary(model: str, metrics_paths: list[str], sparsity_paths: list[str], table_path: str,
-                  markdown_path: str, scatter_path: str, sparsity_path: str) -> pd.DataFrame:
+def write_summary(
+    model: str,
+    metrics_paths: list[str],
+    sparsity_paths: list[str],
+    table_path: str,
+    markdown_path: str,
+    scatter_path: str,
+    sparsity_path: str,
+) -> pd.DataFrame:
     """The `summary` stage: the table (parquet), its markdown and the two comparison figures."""
     table = summary_table(model, metrics_paths)
     write_parquet(table, table_path)
     with atomic_path(markdown_path) as tmp:
         tmp.write_text(f"# {model}\n\n" + summary_markdown(table))
     plot_safety_vs_utility(table, scatter_path)
-    sparsity = {f"{Path(p).parent.parent.name} {Path(p).parent.name}".replace(" default", ""):
-                pd.read_parquet(p) for p in sparsity_paths}
+    sparsity = {
+        f"{Path(p).parent.parent.name} {Path(p).parent.name}".replace(
+            " default", ""
+        ): pd.read_parquet(p)
+        for p in sparsity_paths
+    }
     plot_sparsity(sparsity, sparsity_path)
     return table
 
@@ -232,7 +324,9 @@ def sweep_table(summary: pd.DataFrame) -> pd.DataFrame:
     (means of the oriented metrics, see `oriented`), and whether it is on the Pareto front."""
     scored = summary.assign(column=summary.benchmark + ":" + summary.metric)
     keys = ["method", "run", *SWEEP_PARAMS]
-    wide = scored.pivot_table(index=keys, columns="column", values="value", dropna=False).reset_index()
+    wide = scored.pivot_table(
+        index=keys, columns="column", values="value", dropna=False
+    ).reset_index()
     wide = wide.dropna(axis=0, how="all", subset=[c for c in wide.columns if c not in keys])
     wide = wide.merge(run_scores(summary).reset_index(), on=["method", "run"], how="left")
     wide["pareto"] = pareto_front(wide.safety.to_numpy(), wide.utility.to_numpy())
@@ -243,7 +337,11 @@ def pareto_front(safety: np.ndarray, utility: np.ndarray) -> np.ndarray:
     """True where no other run is at least as good on both and better on one."""
     front = np.ones(len(safety), dtype=bool)
     for i in range(len(safety)):
-        better = (safety >= safety[i]) & (utility >= utility[i]) & ((safety > safety[i]) | (utility > utility[i]))
+        better = (
+            (safety >= safety[i])
+            & (utility >= utility[i])
+            & ((safety > safety[i]) | (utility > utility[i]))
+        )
         front[i] = not better.any()
     return front
 
@@ -281,8 +379,9 @@ def plot_pareto(sweep: pd.DataFrame, path: str | os.PathLike) -> None:
     _save(fig, path)
 
 
-def write_sweep(summary_path: str, table_path: str, figure_paths: dict[str, str],
-                pareto_path: str) -> pd.DataFrame:
+def write_sweep(
+    summary_path: str, table_path: str, figure_paths: dict[str, str], pareto_path: str
+) -> pd.DataFrame:
     """The `sweep` stage: the sweep table, a figure per swept parameter (figure_paths: one per
     SWEEP_PARAMS entry), and the Pareto front."""
     sweep = sweep_table(pd.read_parquet(summary_path))

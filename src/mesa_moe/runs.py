@@ -26,7 +26,9 @@ def parse_run(name: str) -> dict:
     for part in name.split("_"):
         key, sep, value = part.partition("~")
         if not sep or key not in RUN_KEYS:
-            raise ValueError(f"run name {name!r}: cannot read {part!r} (expected key~value with "
-                             f"key in {sorted(RUN_KEYS)})")
+            raise ValueError(
+                f"run name {name!r}: cannot read {part!r} (expected key~value with "
+                f"key in {sorted(RUN_KEYS)})"
+            )
         params[key] = RUN_KEYS[key](value)
     return params

@@ -9,6 +9,7 @@ plan (NaN for selectors that do not score). `scope: per_layer` picks w experts i
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,9 @@ def expert_table(activations: pd.DataFrame, alpha_shift: float) -> pd.DataFrame:
     return table
 
 
-def coactivation_arrays(coactivation: pd.DataFrame, layers: np.ndarray,
-                        num_experts: int) -> np.ndarray:
+def coactivation_arrays(
+    coactivation: pd.DataFrame, layers: np.ndarray, num_experts: int
+) -> np.ndarray:
     """The co-activation table as counts [L, E, E], layers in the order of `layers`; every
     (layer, i, j) must appear exactly once."""
     missing = {"layer", "i", "j", "count"} - set(coactivation.columns)
@@ -53,9 +55,12 @@ def coactivation_arrays(coactivation: pd.DataFrame, layers: np.ndarray,
     size = int(np.prod(shape))
     layer, i, j = (coactivation[column].to_numpy() for column in ("layer", "i", "j"))
     expert_ids = np.arange(num_experts)
-    if len(coactivation) == size and (layer.reshape(len(layers), -1) == layers[:, None]).all() \
-            and (i.reshape(shape) == expert_ids[None, :, None]).all() \
-            and (j.reshape(shape) == expert_ids[None, None, :]).all():
+    if (
+        len(coactivation) == size
+        and (layer.reshape(len(layers), -1) == layers[:, None]).all()
+        and (i.reshape(shape) == expert_ids[None, :, None]).all()
+        and (j.reshape(shape) == expert_ids[None, None, :]).all()
+    ):
         # the order the profile stage writes: (layer, i, j) ascending
         return coactivation["count"].to_numpy().reshape(shape)
     position = np.searchsorted(layers, layer)
@@ -66,16 +71,24 @@ def coactivation_arrays(coactivation: pd.DataFrame, layers: np.ndarray,
     seen[key] = True
     if not in_range.all() or len(key) != size or not seen.all():
         per_layer = np.bincount(position[in_range], minlength=len(layers))
-        short = [int(layer) for layer, n in zip(layers, per_layer) if n != num_experts ** 2]
-        raise ValueError(f"co-activation table does not hold each (i, j) of {num_experts}² "
-                         f"exactly once for layers {short or list(layers)} (and no other layers)")
+        short = [int(layer) for layer, n in zip(layers, per_layer) if n != num_experts**2]
+        raise ValueError(
+            f"co-activation table does not hold each (i, j) of {num_experts}² "
+            f"exactly once for layers {short or list(layers)} (and no other layers)"
+        )
     counts = np.zeros(size, dtype=coactivation["count"].dtype)
     counts[key] = coactivation["count"].to_numpy()[in_range]
     return counts.reshape(shape)
 
 
-def ot_scores(table: pd.DataFrame, coactivation: pd.DataFrame, epsilon: float, tau: float,
-              max_iter: int, tol: float) -> tuple[pd.DataFrame, np.ndarray]:
+def ot_scores(
+    table: pd.DataFrame,
+    coactivation: pd.DataFrame,
+    epsilon: float,
+    tau: float,
+    max_iter: int,
+    tol: float,
+) -> tuple[pd.DataFrame, np.ndarray]:
     """score(j) = Σ_i π*[i, j] per layer, and the plans [L, E, E] (layers in ascending order).
 
     All layers are solved together; every layer must have the same number of experts."""
@@ -83,14 +96,16 @@ def ot_scores(table: pd.DataFrame, coactivation: pd.DataFrame, epsilon: float, t
     layers = np.unique(table.layer.to_numpy())
     num_experts = len(table) // len(layers)
     if len(table) != len(layers) * num_experts or not np.array_equal(
-            table.expert.to_numpy(), np.tile(np.arange(num_experts), len(layers))):
+        table.expert.to_numpy(), np.tile(np.arange(num_experts), len(layers))
+    ):
         raise ValueError("every MoE layer needs experts 0..E-1 with the same E for OT selection")
     r = table.p_safe.to_numpy().reshape(len(layers), num_experts)
     r = r / r.sum(axis=1, keepdims=True)  # freq sums to 1 by construction; renormalise float drift
     cost = table.cost.to_numpy().reshape(len(layers), num_experts)  # M[i, j] = Ĉ(f_mix(j))
     reference = reference_from_coactivation(coactivation_arrays(coactivation, layers, num_experts))
-    plan = transport_plans(r, cost, reference, epsilon, tau, max_iter, tol,
-                           overwrite_reference=True)
+    plan = transport_plans(
+        r, cost, reference, epsilon, tau, max_iter, tol, overwrite_reference=True
+    )
     table["score"] = plan.sum(axis=1).ravel()
     return table, plan
 
@@ -106,11 +121,20 @@ def pick_top(table: pd.DataFrame, key: pd.Series, w: int, scope: str) -> pd.Seri
     return table.index.isin(chosen)
 
 
-def select_experts(activations: pd.DataFrame, coactivation: pd.DataFrame, selector: str,
-                   w: int | None = None, epsilon: float | None = None, tau: float = 0.1,
-                   alpha_shift: float = 1.0, scope: str = "per_layer", seed: int = 0,
-                   esft_top_p: float = 0.2, max_iter: int = 10_000,
-                   tol: float = 1e-9) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def select_experts(
+    activations: pd.DataFrame,
+    coactivation: pd.DataFrame,
+    selector: str,
+    w: int | None = None,
+    epsilon: float | None = None,
+    tau: float = 0.1,
+    alpha_shift: float = 1.0,
+    scope: str = "per_layer",
+    seed: int = 0,
+    esft_top_p: float = 0.2,
+    max_iter: int = 10_000,
+    tol: float = 1e-9,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The expert table (EXPERT_COLUMNS) with `selected` set, and the OT plan (ot only)."""
     if selector not in SELECTORS:
         raise ValueError(f"unknown selector {selector!r}; one of {SELECTORS}")
@@ -119,7 +143,9 @@ def select_experts(activations: pd.DataFrame, coactivation: pd.DataFrame, select
     table = expert_table(activations, alpha_shift)
     num_experts = table.groupby("layer").size().min()
     if selector not in ("all", "esft") and not (w and 1 <= w <= num_experts):
-        raise ValueError(f"selection.w={w} must be between 1 and the number of experts ({num_experts})")
+        raise ValueError(
+            f"selection.w={w} must be between 1 and the number of experts ({num_experts})"
+        )
     plan = None
     if selector == "ot":
         table, plan = ot_scores(table, coactivation, epsilon, tau, max_iter, tol)
@@ -127,8 +153,11 @@ def select_experts(activations: pd.DataFrame, coactivation: pd.DataFrame, select
     elif selector == "cost_min":
         table["selected"] = pick_top(table, -table.cost, w, scope)
     elif selector == "cost_mid":
-        median = table.groupby("layer").cost.transform("median") if scope == "per_layer" \
+        median = (
+            table.groupby("layer").cost.transform("median")
+            if scope == "per_layer"
             else table.cost.median()
+        )
         table["selected"] = pick_top(table, -(table.cost - median).abs(), w, scope)
     elif selector == "safe_top":
         table["selected"] = pick_top(table, table.p_safe, w, scope)
@@ -140,7 +169,9 @@ def select_experts(activations: pd.DataFrame, coactivation: pd.DataFrame, select
     else:  # all
         table["selected"] = True
     counts = table.groupby("layer").selected.sum()
-    log.info("%s: %d experts selected (per layer: %s)", selector, int(counts.sum()), counts.to_dict())
+    log.info(
+        "%s: %d experts selected (per layer: %s)", selector, int(counts.sum()), counts.to_dict()
+    )
     return table[EXPERT_COLUMNS], plan
 
 
@@ -173,9 +204,17 @@ def read_plan(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         return data["layer"], data["pi"]
 
 
-def run_selection(activations_path: str, coactivation_path: str, selector: str, params: dict,
-                  experts_path: str, figure_path: str, cost_curve_path: str, provenance_path: str,
-                  plan_path: str | None = None) -> pd.DataFrame:
+def run_selection(
+    activations_path: str,
+    coactivation_path: str,
+    selector: str,
+    params: dict,
+    experts_path: str,
+    figure_path: str,
+    cost_curve_path: str,
+    provenance_path: str,
+    plan_path: str | None = None,
+) -> pd.DataFrame:
     """The `select` stage for one selector and setting: the expert table, the OT plan (`ot` only:
     plan_path is required then), both figures and provenance. `params` holds select_experts'
     keyword arguments."""
@@ -185,12 +224,15 @@ def run_selection(activations_path: str, coactivation_path: str, selector: str, 
     coactivation = pd.read_parquet(coactivation_path)
     experts, plan = select_experts(activations, coactivation, selector, **params)
     shown = {"ot": ("w", "epsilon", "tau", "scope"), "esft": ("esft_top_p",), "all": ()}.get(
-        selector, ("w", "scope"))
+        selector, ("w", "scope")
+    )
     title = " ".join([selector] + [f"{k}={params[k]}" for k in shown if k in params])
     plot_selection(activations, experts, title, figure_path)
     plot_cost_curve(experts, params.get("alpha_shift", 1.0), title, cost_curve_path)
     if plan is not None:
         write_plan(np.unique(experts.layer.to_numpy()), plan, plan_path)
-    write_provenance(provenance_path, "select", {"selector": selector, **params}, params.get("seed"))
+    write_provenance(
+        provenance_path, "select", {"selector": selector, **params}, params.get("seed")
+    )
     write_parquet(experts, experts_path)  # last: its presence means the run is complete
     return experts

@@ -57,17 +57,19 @@ class SelectedExperts(nn.Module):
         position[self.selected] = torch.arange(len(selected))
         self.register_buffer("position", position, persistent=False)
 
-    def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
-                top_k_weights: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ) -> torch.Tensor:
         """hidden_states [T, H], top_k_index [T, k], top_k_weights [T, k] → [T, H]."""
-        slot_position = self.position[top_k_index]                      # [T, k], -1 if frozen
+        slot_position = self.position[top_k_index]  # [T, k], -1 if frozen
         is_trainable = slot_position >= 0
         out = self.frozen(hidden_states, top_k_index, top_k_weights.masked_fill(is_trainable, 0.0))
-        token, slot = is_trainable.nonzero(as_tuple=True)                # the (token, slot) pairs
+        token, slot = is_trainable.nonzero(as_tuple=True)  # the (token, slot) pairs
         if token.numel() == 0:
             return out
-        routed = self.trainable(hidden_states[token], slot_position[token, slot, None],
-                                top_k_weights[token, slot, None])        # [P, H]
+        routed = self.trainable(
+            hidden_states[token], slot_position[token, slot, None], top_k_weights[token, slot, None]
+        )  # [P, H]
         return out.index_add(0, token, routed.to(out.dtype))
 
     @torch.no_grad()
@@ -87,8 +89,10 @@ def _expert_subset(experts: nn.Module, selected: list[int]) -> nn.Module:
     index = torch.tensor(selected, device=next(experts.parameters()).device)
     for name, parameter in experts.named_parameters(recurse=False):
         if parameter.shape[0] != experts.num_experts:
-            raise SelectionError(f"{type(experts).__name__}.{name} is not indexed by expert "
-                                 f"(shape {tuple(parameter.shape)}); cannot slice it")
+            raise SelectionError(
+                f"{type(experts).__name__}.{name} is not indexed by expert "
+                f"(shape {tuple(parameter.shape)}); cannot slice it"
+            )
         subset.register_parameter(name, nn.Parameter(parameter.detach()[index].clone()))
     subset.num_experts = len(selected)
     return subset
@@ -141,19 +145,29 @@ def selected_by_layer(experts: pd.DataFrame, adapter: MoEAdapter) -> dict[int, l
         raise SelectionError(f"selection table lacks columns {sorted(missing)}")
     shape = experts.groupby("layer").expert.agg(["count", "max"])
     model_layers = set(adapter.layer_indices)
-    if set(shape.index) != model_layers or (shape["count"] != adapter.num_experts).any() \
-            or (shape["max"] >= adapter.num_experts).any():
+    if (
+        set(shape.index) != model_layers
+        or (shape["count"] != adapter.num_experts).any()
+        or (shape["max"] >= adapter.num_experts).any()
+    ):
         raise SelectionError(
             f"selection is for another model shape: layers {sorted(shape.index)} with up to "
             f"{int(shape['count'].max())} experts, but {adapter.model_type} has MoE layers "
-            f"{sorted(model_layers)} with {adapter.num_experts} experts")
+            f"{sorted(model_layers)} with {adapter.num_experts} experts"
+        )
     chosen = experts[experts.selected]
-    return {layer: sorted(chosen[chosen.layer == layer].expert.astype(int).tolist())
-            for layer in adapter.layer_indices}
+    return {
+        layer: sorted(chosen[chosen.layer == layer].expert.astype(int).tolist())
+        for layer in adapter.layer_indices
+    }
 
 
-def make_trainable(adapter: MoEAdapter, selected: dict[int, list[int]] | None,
-                   train_routers: bool, train_everything: bool = False) -> list[nn.Parameter]:
+def make_trainable(
+    adapter: MoEAdapter,
+    selected: dict[int, list[int]] | None,
+    train_routers: bool,
+    train_everything: bool = False,
+) -> list[nn.Parameter]:
     """Freeze the model, then open what trains; returns the trainable parameters.
 
     selected: {layer: experts} to train in each MoE layer (None or empty lists: no experts).

@@ -32,8 +32,8 @@ from .adapters import adapter_for, load_model, model_identity
 from .artifacts import atomic_path, write_json, write_provenance
 from .data import collate, encode_training_pairs, load_pairs
 from .logs import setup_logging
-from .methods import METHODS, get_method
 from .losses import BaseForwardReference, RouterTap, online_costs, routing_loss, sft_loss
+from .methods import get_method
 from .reporting import plot_loss_curve
 from .schedule import warmup_cosine
 from .trainable import make_trainable, merge_trainable, selected_by_layer
@@ -45,9 +45,15 @@ CHECKPOINT_KEYS = frozenset({"step", "trainable", "optimizer", "scheduler", "row
 
 
 # Every path a training run writes: the spec's `paths` names each of them.
-RUN_FILES = {"model": "model", "log": "train_log.csv", "curve": "loss_curve.png",
-             "summary": "summary.json", "provenance": "provenance.json", "spec": "spec.json",
-             "checkpoints": "checkpoints"}
+RUN_FILES = {
+    "model": "model",
+    "log": "train_log.csv",
+    "curve": "loss_curve.png",
+    "summary": "summary.json",
+    "provenance": "provenance.json",
+    "spec": "spec.json",
+    "checkpoints": "checkpoints",
+}
 
 
 def run_paths(out_dir: str | os.PathLike) -> dict[str, str]:
@@ -71,16 +77,22 @@ def step_batch(num_rows: int, batch_size: int, step: int, seed: int) -> list[int
     per_epoch = max(1, num_rows // batch_size)
     epoch, position = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(num_rows)
-    return order[position * batch_size:(position + 1) * batch_size].tolist()
+    return order[position * batch_size : (position + 1) * batch_size].tolist()
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return {
+        name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    return sum(t.numel() * t.element_size() for state in optimizer.state.values()
-               for t in state.values() if torch.is_tensor(t))
+    return sum(
+        t.numel() * t.element_size()
+        for state in optimizer.state.values()
+        for t in state.values()
+        if torch.is_tensor(t)
+    )
 
 
 def run_fingerprint(spec: dict, parameters: list[torch.Tensor]) -> str:
@@ -90,7 +102,9 @@ def run_fingerprint(spec: dict, parameters: list[torch.Tensor]) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for p in parameters:
-            digest.update(f"{tuple(p.shape)}:{p.double().sum().item():.12e}:{p.double().abs().sum().item():.12e}".encode())
+            digest.update(
+                f"{tuple(p.shape)}:{p.double().sum().item():.12e}:{p.double().abs().sum().item():.12e}".encode()
+            )
     return digest.hexdigest()
 
 
@@ -110,9 +124,17 @@ class Checkpoints:
     def _by_step(self) -> list[Path]:
         return sorted(self.folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
 
-    def save(self, step: int, model, optimizer, scheduler, rows: list[dict], fingerprint: str) -> None:
-        state = {"step": step, "trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rows": rows, "fingerprint": fingerprint}
+    def save(
+        self, step: int, model, optimizer, scheduler, rows: list[dict], fingerprint: str
+    ) -> None:
+        state = {
+            "step": step,
+            "trainable": trainable_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rows": rows,
+            "fingerprint": fingerprint,
+        }
         with atomic_path(self.folder / f"step-{step}.pt") as tmp:
             torch.save(state, tmp)
         for old in self._by_step()[:-2]:
@@ -130,8 +152,9 @@ class Checkpoints:
             raise ValueError(f"not a training checkpoint (missing {sorted(missing)})")
         return state
 
-    def resume(self, model, optimizer, scheduler, fingerprint: str,
-               tidy: bool = True) -> tuple[int, list[dict]]:
+    def resume(
+        self, model, optimizer, scheduler, fingerprint: str, tidy: bool = True
+    ) -> tuple[int, list[dict]]:
         """Load the newest usable checkpoint into model, optimizer and scheduler; return its step
         and log rows, or (0, []) when there is none. Only with `tidy` (one process of a
         multi-process run) are unusable checkpoints renamed or deleted."""
@@ -140,8 +163,12 @@ class Checkpoints:
                 state = self._read(path)
             except ValueError as error:
                 corrupt = path.with_name(path.name + ".corrupt")
-                log.warning("checkpoint %s does not load (%s); %s, trying an older one", path,
-                            str(error)[:300], f"moved to {corrupt.name}" if tidy else "skipped")
+                log.warning(
+                    "checkpoint %s does not load (%s); %s, trying an older one",
+                    path,
+                    str(error)[:300],
+                    f"moved to {corrupt.name}" if tidy else "skipped",
+                )
                 if tidy:
                     path.replace(corrupt)
                 continue
@@ -155,9 +182,13 @@ class Checkpoints:
 
     def _discard_stale(self, tidy: bool) -> None:
         stale = self._by_step()
-        log.warning("%s holds checkpoints of another run (other spec, selection or base model): "
-                    "%s; starting afresh%s", self.folder, ", ".join(path.name for path in stale),
-                    ", deleted them" if tidy else "")
+        log.warning(
+            "%s holds checkpoints of another run (other spec, selection or base model): "
+            "%s; starting afresh%s",
+            self.folder,
+            ", ".join(path.name for path in stale),
+            ", deleted them" if tidy else "",
+        )
         if tidy:
             for path in stale:
                 path.unlink(missing_ok=True)
@@ -173,7 +204,8 @@ class Checkpoints:
 
 
 def train(spec: dict) -> dict:
-    """Run one training job described by `spec` (see `workflow/scripts/train.py`); returns its summary.
+    """Run one training job described by `spec` (see `workflow/scripts/train.py`); return its
+    summary.
 
     spec keys: method, model {source, revision, dtype, chat_template_kwargs}, selection
     (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training
@@ -188,15 +220,22 @@ def train(spec: dict) -> dict:
     mixed = cfg.get("mixed_precision", "auto")
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available(),
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(
+        mixed_precision=mixed,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
     set_seed(spec["seed"])
 
     safe = load_pairs(spec["data"]["safe"], "data.safe", spec["seed"])
     gen = load_pairs(spec["data"]["gen"], "data.gen", spec["seed"]) if method.ot_loss else []
     device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
-    model, tokenizer = load_model(spec["model"]["source"], spec["model"].get("revision"),
-                                  spec["model"].get("dtype") or "float32", device)
+    model, tokenizer = load_model(
+        spec["model"]["source"],
+        spec["model"].get("revision"),
+        spec["model"].get("dtype") or "float32",
+        device,
+    )
     model.config.output_router_logits = False  # the model's own load-balancing loss stays off
     adapter = adapter_for(model)
     selection = pd.read_parquet(spec["selection"]) if method.selector else None
@@ -205,44 +244,71 @@ def train(spec: dict) -> dict:
     for name, records in (("safe", safe), ("gen", gen)):
         if records:
             encoded[name], dropped[f"data.{name}"] = encode_training_pairs(
-                tokenizer, records, spec["data"]["max_length"],
+                tokenizer,
+                records,
+                spec["data"]["max_length"],
                 f"data.{name} ({spec['data'][name]['path']})",
                 spec["data"].get("max_dropped_share", 0.1),
-                spec["model"].get("chat_template_kwargs"))
+                spec["model"].get("chat_template_kwargs"),
+            )
     safe_ids, gen_ids = encoded["safe"], encoded.get("gen", [])
 
-    reference = BaseForwardReference(adapter, adapter_for) \
-        if method.ot_loss and cfg["reference"] == "base_forward" else None
+    reference = (
+        BaseForwardReference(adapter, adapter_for)
+        if method.ot_loss and cfg["reference"] == "base_forward"
+        else None
+    )
     if method.train_all_experts:  # trained in place, as fused tensors (see mesa_moe.trainable)
-        experts_to_train = {layer: list(range(adapter.num_experts)) for layer in adapter.layer_indices}
+        experts_to_train = {
+            layer: list(range(adapter.num_experts)) for layer in adapter.layer_indices
+        }
     else:
         experts_to_train = selected if method.train_experts else None
-    parameters = make_trainable(adapter, experts_to_train, method.train_routers, method.train_everything)
+    parameters = make_trainable(
+        adapter, experts_to_train, method.train_routers, method.train_everything
+    )
     tap = RouterTap(adapter) if method.ot_loss else None
     costs = None
     if method.ot_loss:
-        offline = {layer: torch.tensor(rows.sort_values("expert").cost.to_numpy(), dtype=torch.float32)
-                   for layer, rows in selection.groupby("layer")} if cfg["online_cost"] == "global" else None
+        offline = (
+            {
+                layer: torch.tensor(rows.sort_values("expert").cost.to_numpy(), dtype=torch.float32)
+                for layer, rows in selection.groupby("layer")
+            }
+            if cfg["online_cost"] == "global"
+            else None
+        )
         costs = online_costs(adapter, selected, cfg["online_cost"], offline)
 
     optimizer = torch.optim.AdamW(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, cfg["warmup"], cfg["steps"], LR_FLOOR))
+        optimizer, lambda s: warmup_cosine(s, cfg["warmup"], cfg["steps"], LR_FLOOR)
+    )
     checkpoints = Checkpoints(paths["checkpoints"])
     fingerprint = run_fingerprint(spec, parameters)
-    start, rows = checkpoints.resume(model, optimizer, scheduler, fingerprint,
-                                     tidy=accelerator.is_main_process)
+    start, rows = checkpoints.resume(
+        model, optimizer, scheduler, fingerprint, tidy=accelerator.is_main_process
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     n_trainable = sum(p.numel() for p in parameters)
-    log.info("%s: %d trainable parameters (%.2f%% of %d), %d steps from step %d, %d process(es)",
-             spec["method"], n_trainable, 100 * n_trainable / sum(p.numel() for p in model.parameters()),
-             sum(p.numel() for p in model.parameters()), cfg["steps"], start, accelerator.num_processes)
+    log.info(
+        "%s: %d trainable parameters (%.2f%% of %d), %d steps from step %d, %d process(es)",
+        spec["method"],
+        n_trainable,
+        100 * n_trainable / sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in model.parameters()),
+        cfg["steps"],
+        start,
+        accelerator.num_processes,
+    )
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rank, world = accelerator.process_index, accelerator.num_processes
     if cfg["batch_size"] % world:
-        raise ValueError(f"training.batch_size={cfg['batch_size']} is the global batch: it must be "
-                         f"a multiple of the number of processes ({world})")
+        raise ValueError(
+            f"training.batch_size={cfg['batch_size']} is the global batch: it must be "
+            f"a multiple of the number of processes ({world})"
+        )
 
     def batch_for(encoded: list[dict], step: int, salt: int) -> dict:
         rows_ = step_batch(len(encoded), cfg["batch_size"], step, spec["seed"] + salt)
@@ -251,8 +317,13 @@ def train(spec: dict) -> dict:
 
     model.train()
     clock = time.time()
-    progress = tqdm(range(start, cfg["steps"]), desc=f"train {spec['method']}", unit="step",
-                    disable=not accelerator.is_main_process, file=sys.stderr)
+    progress = tqdm(
+        range(start, cfg["steps"]),
+        desc=f"train {spec['method']}",
+        unit="step",
+        disable=not accelerator.is_main_process,
+        file=sys.stderr,
+    )
     for step in progress:
         terms = {"sft": 0.0, "ot_safe": 0.0, "ot_gen": 0.0}
         if method.ot_loss:
@@ -260,20 +331,35 @@ def train(spec: dict) -> dict:
             # use from a forward's outputs, and this loss comes from the router logits alone.
             gen_batch = batch_for(gen_ids, step, 1)
             with accelerator.no_sync(model), accelerator.autocast():
-                model(input_ids=gen_batch["input_ids"], attention_mask=gen_batch["attention_mask"],
-                      logits_to_keep=1)
-                refs = reference(gen_batch["input_ids"], gen_batch["attention_mask"]) if reference else None
+                model(
+                    input_ids=gen_batch["input_ids"],
+                    attention_mask=gen_batch["attention_mask"],
+                    logits_to_keep=1,
+                )
+                refs = (
+                    reference(gen_batch["input_ids"], gen_batch["attention_mask"])
+                    if reference
+                    else None
+                )
                 ot_gen = routing_loss(tap, gen_batch["attention_mask"], refs, None, cfg["epsilon"])
                 accelerator.backward(cfg["gamma"] * ot_gen)
             terms["ot_gen"] = ot_gen.item()
         safe_batch = batch_for(safe_ids, step, 0)
         with accelerator.autocast():
-            output = model(input_ids=safe_batch["input_ids"], attention_mask=safe_batch["attention_mask"])
+            output = model(
+                input_ids=safe_batch["input_ids"], attention_mask=safe_batch["attention_mask"]
+            )
             loss = sft_loss(output.logits, safe_batch["labels"])
             terms["sft"] = loss.item()
             if method.ot_loss:
-                refs = reference(safe_batch["input_ids"], safe_batch["attention_mask"]) if reference else None
-                ot_safe = routing_loss(tap, safe_batch["attention_mask"], refs, costs, cfg["epsilon"])
+                refs = (
+                    reference(safe_batch["input_ids"], safe_batch["attention_mask"])
+                    if reference
+                    else None
+                )
+                ot_safe = routing_loss(
+                    tap, safe_batch["attention_mask"], refs, costs, cfg["epsilon"]
+                )
                 terms["ot_safe"] = ot_safe.item()
                 loss = loss + cfg["gamma"] * ot_safe
         accelerator.backward(loss)
@@ -283,15 +369,23 @@ def train(spec: dict) -> dict:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         total = terms["sft"] + cfg["gamma"] * (terms["ot_safe"] + terms["ot_gen"])
-        rows.append({"step": step + 1, "loss": total, **terms, "lr": scheduler.get_last_lr()[0],
-                     "tokens": int(safe_batch["attention_mask"].sum()) * world,
-                     "seconds": time.time() - clock})
+        rows.append(
+            {
+                "step": step + 1,
+                "loss": total,
+                **terms,
+                "lr": scheduler.get_last_lr()[0],
+                "tokens": int(safe_batch["attention_mask"].sum()) * world,
+                "seconds": time.time() - clock,
+            }
+        )
         progress.set_postfix(loss=f"{total:.4f}")
         if (step + 1) % cfg["log_every"] == 0:
             log.info("step %d: %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in terms.items()))
         if accelerator.is_main_process and ((step + 1) % cfg["checkpoint_every"] == 0):
-            checkpoints.save(step + 1, accelerator.unwrap_model(model), optimizer, scheduler, rows,
-                             fingerprint)
+            checkpoints.save(
+                step + 1, accelerator.unwrap_model(model), optimizer, scheduler, rows, fingerprint
+            )
         if spec.get("stop_after") == step + 1:
             log.warning("stopping after step %d as asked (stop_after)", step + 1)
             return {"stopped_at": step + 1}
@@ -301,9 +395,12 @@ def train(spec: dict) -> dict:
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(model)
         summary = {
-            "method": spec["method"], "steps": cfg["steps"], "trainable_parameters": n_trainable,
+            "method": spec["method"],
+            "steps": cfg["steps"],
+            "trainable_parameters": n_trainable,
             "optimizer_state_bytes": optimizer_state_bytes(optimizer),
-            "seconds": time.time() - clock, "processes": world,
+            "seconds": time.time() - clock,
+            "processes": world,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "final_loss": rows[-1]["loss"] if rows else None,
             "dropped_examples": dropped,
@@ -314,8 +411,13 @@ def train(spec: dict) -> dict:
         write_log(rows, paths["log"], paths["curve"])
         write_json(summary, paths["summary"])
         params = {k: v for k, v in spec.items() if k not in ("out_dir", "paths")}
-        write_provenance(paths["provenance"], "train", params | {"dropped_examples": dropped},
-                         spec["seed"], model_identity(spec["model"], model))
+        write_provenance(
+            paths["provenance"],
+            "train",
+            params | {"dropped_examples": dropped},
+            spec["seed"],
+            model_identity(spec["model"], model),
+        )
         # Checkpoints only serve to resume an interrupted run; the finished run needs none.
         shutil.rmtree(paths["checkpoints"], ignore_errors=True)
         log.info("done: %s", json.dumps(summary))
@@ -353,9 +455,20 @@ def launch(spec: dict, processes: int = 1, launcher_args: str = "") -> None:
     extra = shlex.split(launcher_args)
     # accelerate takes one distribution mode: DDP (--multi_gpu) unless FSDP/DeepSpeed is asked for
     mode = [] if {"--use_fsdp", "--use_deepspeed"} & set(extra) else ["--multi_gpu"]
-    command = [sys.executable, "-m", "accelerate.commands.launch", *mode,
-               "--num_processes", str(processes), "--num_machines", "1", *extra,
-               "-m", "mesa_moe.training", str(spec_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *mode,
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        *extra,
+        "-m",
+        "mesa_moe.training",
+        str(spec_path),
+    ]
     log.info("launching: %s", shlex.join(command))
     # The processes' output goes through this one's stderr, so it reaches the job's log too.
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as launched:

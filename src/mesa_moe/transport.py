@@ -44,20 +44,29 @@ def reference_from_coactivation(coactivation: np.ndarray) -> np.ndarray:
     return reference
 
 
-def _kernel_times(reference: np.ndarray, log_w: np.ndarray,
-                  epsilon: float, tau: float) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_times(
+    reference: np.ndarray, log_w: np.ndarray, epsilon: float, tau: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(P_emp w / max w) [L, E] and max log w [L, 1]; a vanishing row where r needs mass is an
     underflow error, never a zero plan."""
     top = log_w.max(axis=1, keepdims=True)
     row_mass = np.matmul(reference, np.exp(log_w - top)[..., None])[..., 0]
     if not np.all(np.isfinite(row_mass)) or np.any(row_mass <= 0):
-        raise TransportError(f"the kernel P_emp·exp(−M/ε) has a row that underflows at "
-                             f"ε={epsilon}, τ={tau}: use a larger selection.epsilon")
+        raise TransportError(
+            f"the kernel P_emp·exp(−M/ε) has a row that underflows at "
+            f"ε={epsilon}, τ={tau}: use a larger selection.epsilon"
+        )
     return row_mass, top
 
 
-def _scaled_plan(r: np.ndarray, reference: np.ndarray, log_w: np.ndarray, epsilon: float,
-                 tau: float, overwrite_reference: bool) -> np.ndarray:
+def _scaled_plan(
+    r: np.ndarray,
+    reference: np.ndarray,
+    log_w: np.ndarray,
+    epsilon: float,
+    tau: float,
+    overwrite_reference: bool,
+) -> np.ndarray:
     """π[l, i, j] = r_i P_emp[i, j] w_j / (P_emp w)_i: rows sum to r by construction."""
     row_mass, top = _kernel_times(reference, log_w, epsilon, tau)
     plan = reference if overwrite_reference else reference.copy()
@@ -66,8 +75,15 @@ def _scaled_plan(r: np.ndarray, reference: np.ndarray, log_w: np.ndarray, epsilo
     return plan
 
 
-def _sinkhorn_log_w(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarray,
-                    epsilon: float, tau: float, max_iter: int, tol: float) -> np.ndarray:
+def _sinkhorn_log_w(
+    r: np.ndarray,
+    column_cost: np.ndarray,
+    reference: np.ndarray,
+    epsilon: float,
+    tau: float,
+    max_iter: int,
+    tol: float,
+) -> np.ndarray:
     """log w = −c/ε + log v at the fixed point of the generalised Sinkhorn iterations.
 
     u = r / (K v); v = (b / Kᵀu)^λ with λ = τ / (τ + ε), then the translation v ← v · s^(τ/ε),
@@ -85,11 +101,13 @@ def _sinkhorn_log_w(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarra
     for _ in range(max_iter):
         log_w = log_v - column_cost / epsilon
         row_mass, top = _kernel_times(reference, log_w, epsilon, tau)
-        u_scaled = r / row_mass                              # u · exp(top)
+        u_scaled = r / row_mass  # u · exp(top)
         col_mass = np.matmul(u_scaled[:, None, :], reference)[:, 0, :]
         if np.any(col_mass <= 0):
-            raise TransportError(f"the kernel has a column that underflows at ε={epsilon}, "
-                                 f"τ={tau}: use a larger selection.epsilon")
+            raise TransportError(
+                f"the kernel has a column that underflows at ε={epsilon}, "
+                f"τ={tau}: use a larger selection.epsilon"
+            )
         # log Kᵀu = −c/ε − top + log(P_empᵀ ũ)
         new_log_v = lam * (log_b + column_cost / epsilon + top - np.log(col_mass))
         log_s = logsumexp(log_b - (epsilon / tau) * new_log_v, axis=1, keepdims=True)
@@ -103,13 +121,23 @@ def _sinkhorn_log_w(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarra
         log_v, previous_log_u = new_log_v, log_u
         if err < tol:
             return log_v - column_cost / epsilon
-    raise TransportError(f"Sinkhorn did not converge in {max_iter} iterations at ε={epsilon}, "
-                         f"τ={tau} (error {err:.2e} > {tol:.0e}); raise selection.max_iter")
+    raise TransportError(
+        f"Sinkhorn did not converge in {max_iter} iterations at ε={epsilon}, "
+        f"τ={tau} (error {err:.2e} > {tol:.0e}); raise selection.max_iter"
+    )
 
 
-def transport_plans(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarray,
-                    epsilon: float, tau: float = 0.1, max_iter: int = 10_000, tol: float = 1e-9,
-                    marginal_atol: float = 1e-6, overwrite_reference: bool = False) -> np.ndarray:
+def transport_plans(
+    r: np.ndarray,
+    column_cost: np.ndarray,
+    reference: np.ndarray,
+    epsilon: float,
+    tau: float = 0.1,
+    max_iter: int = 10_000,
+    tol: float = 1e-9,
+    marginal_atol: float = 1e-6,
+    overwrite_reference: bool = False,
+) -> np.ndarray:
     """π* [L, E, E] for L layers at once, M[l, i, j] = column_cost[l, j]; checked finite,
     non-negative, with rows summing to r. `overwrite_reference` lets the plan take P_emp's memory
     (a float64 [L, E, E] array the caller no longer needs)."""
@@ -119,8 +147,10 @@ def transport_plans(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarra
     if reference.dtype != np.float64:
         reference, overwrite_reference = reference.astype(np.float64), True
     if r.ndim != 2 or column_cost.shape != r.shape or reference.shape != r.shape + r.shape[1:]:
-        raise ValueError(f"shapes disagree: r {r.shape}, column costs {column_cost.shape}, "
-                         f"P_emp {reference.shape}; expected [L, E], [L, E], [L, E, E]")
+        raise ValueError(
+            f"shapes disagree: r {r.shape}, column costs {column_cost.shape}, "
+            f"P_emp {reference.shape}; expected [L, E], [L, E], [L, E, E]"
+        )
     if epsilon <= 0 or tau < 0:
         raise ValueError(f"need ε > 0 and τ ≥ 0, got ε={epsilon}, τ={tau}")
     sums = r.sum(axis=1)
@@ -138,14 +168,22 @@ def transport_plans(r: np.ndarray, column_cost: np.ndarray, reference: np.ndarra
         raise TransportError(f"plan is not finite and non-negative at ε={epsilon}, τ={tau}")
     gap = np.abs(rows - r).max()
     if gap > marginal_atol:
-        raise TransportError(f"plan rows are off the source marginal r by {gap:.2e} "
-                             f"at ε={epsilon}, τ={tau}")
+        raise TransportError(
+            f"plan rows are off the source marginal r by {gap:.2e} at ε={epsilon}, τ={tau}"
+        )
     return plan
 
 
-def transport_plan(r: np.ndarray, cost: np.ndarray, reference: np.ndarray, epsilon: float,
-                   tau: float = 0.1, max_iter: int = 10_000, tol: float = 1e-9,
-                   marginal_atol: float = 1e-6) -> np.ndarray:
+def transport_plan(
+    r: np.ndarray,
+    cost: np.ndarray,
+    reference: np.ndarray,
+    epsilon: float,
+    tau: float = 0.1,
+    max_iter: int = 10_000,
+    tol: float = 1e-9,
+    marginal_atol: float = 1e-6,
+) -> np.ndarray:
     """π* [E, E] for one layer. `cost` is the column cost c [E], or M [E, E] with M[i, j] = c(j)
     (every row the same: the cost of handing duty to j does not depend on who hands it)."""
     cost = np.asarray(cost, dtype=np.float64)
@@ -153,5 +191,13 @@ def transport_plan(r: np.ndarray, cost: np.ndarray, reference: np.ndarray, epsil
         if not np.all(cost == cost[:1]):
             raise ValueError("M[i, j] must depend on the receiving expert j only")
         cost = cost[0]
-    return transport_plans(np.asarray(r)[None], cost[None], np.asarray(reference)[None], epsilon,
-                           tau, max_iter, tol, marginal_atol)[0]
+    return transport_plans(
+        np.asarray(r)[None],
+        cost[None],
+        np.asarray(reference)[None],
+        epsilon,
+        tau,
+        max_iter,
+        tol,
+        marginal_atol,
+    )[0]

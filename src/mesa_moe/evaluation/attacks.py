@@ -50,7 +50,9 @@ def masked_experts(adapter: MoEAdapter, masked: dict[int, list[int]]) -> Iterato
             bias = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
             bias[experts] = MASK_LOGIT
             hidden_dim = router.hidden_dim
-            router.weight = nn.Parameter(torch.cat([weight.detach(), bias], dim=1), requires_grad=False)
+            router.weight = nn.Parameter(
+                torch.cat([weight.detach(), bias], dim=1), requires_grad=False
+            )
             router.hidden_dim = weight.shape[1] + 1
             undo.append(functools.partial(_restore, router, weight, hidden_dim))
             correction = getattr(router, "e_score_correction_bias", None)
@@ -73,8 +75,10 @@ def _restore(router: nn.Module, weight: nn.Parameter, hidden_dim: int) -> None:
 def _check_mask(router: nn.Module, experts: list[int], adapter: MoEAdapter, layer: int) -> None:
     """Refuse a mask after which the router could be left with masked experts to choose."""
     if len(experts) > adapter.num_experts - adapter.top_k:
-        raise ValueError(f"masking {len(experts)} of {adapter.num_experts} experts leaves "
-                         f"fewer than top-k={adapter.top_k} in layer {layer}")
+        raise ValueError(
+            f"masking {len(experts)} of {adapter.num_experts} experts leaves "
+            f"fewer than top-k={adapter.top_k} in layer {layer}"
+        )
     groups = _groups(router)
     if groups is None:
         return
@@ -84,10 +88,12 @@ def _check_mask(router: nn.Module, experts: list[int], adapter: MoEAdapter, laye
         unmasked[expert // (adapter.num_experts // num_group)] -= 1
     # The router keeps topk_group groups; the worst case keeps those with the fewest left.
     if np.sort(unmasked)[:topk_group].sum() < adapter.top_k:
-        raise ValueError(f"layer {layer}: masking experts {experts} can leave the "
-                         f"{topk_group} chosen of {num_group} expert groups fewer than "
-                         f"top-k={adapter.top_k} unmasked experts; mask fewer "
-                         "(evaluation.attack_m)")
+        raise ValueError(
+            f"layer {layer}: masking experts {experts} can leave the "
+            f"{topk_group} chosen of {num_group} expert groups fewer than "
+            f"top-k={adapter.top_k} unmasked experts; mask fewer "
+            "(evaluation.attack_m)"
+        )
 
 
 def _groups(router: nn.Module) -> tuple[int, int] | None:
@@ -109,16 +115,20 @@ def _never_chooses(experts: list[int], layer: int):
     def check(module, inputs, outputs):
         indices = outputs[2]
         if torch.isin(indices, torch.tensor(experts, device=indices.device)).any():
-            raise MaskedExpertChosen(f"layer {layer}: the router chose a masked expert "
-                                     f"of {experts}")
+            raise MaskedExpertChosen(
+                f"layer {layer}: the router chose a masked expert of {experts}"
+            )
+
     return check
 
 
 def top_safety_experts(activations: pd.DataFrame, m: int) -> dict[int, list[int]]:
     """{layer: the m experts most selected on safe data} from a profile's activation table."""
     safe = activations[activations.source == "safe"]
-    return {int(layer): rows.nsmallest(m, "rank").expert.astype(int).tolist()
-            for layer, rows in safe.groupby("layer")}
+    return {
+        int(layer): rows.nsmallest(m, "rank").expert.astype(int).tolist()
+        for layer, rows in safe.groupby("layer")
+    }
 
 
 def safety_sparsity(activations: pd.DataFrame, top: tuple[int, ...] = (1, 2, 4)) -> pd.DataFrame:
@@ -129,8 +139,11 @@ def safety_sparsity(activations: pd.DataFrame, top: tuple[int, ...] = (1, 2, 4))
         freq = np.sort(group.freq.to_numpy())[::-1]
         freq = freq / freq.sum()
         nonzero = freq[freq > 0]
-        row = {"layer": int(layer), "entropy": float(-(nonzero * np.log(nonzero)).sum()),
-               "max_entropy": float(np.log(len(freq)))}
+        row = {
+            "layer": int(layer),
+            "entropy": float(-(nonzero * np.log(nonzero)).sum()),
+            "max_entropy": float(np.log(len(freq))),
+        }
         row.update({f"top{m}_share": float(freq[:m].sum()) for m in top})
         rows.append(row)
     return pd.DataFrame(rows)

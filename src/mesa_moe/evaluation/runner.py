@@ -43,10 +43,15 @@ def judge_rows(benchmark: Benchmark, rows: list[dict], judge: Judge, sandbox: di
     if benchmark.judge == "exact_text":
         return [exact_match_text(text, row["reference"]) for text, row in zip(responses, rows)]
     if benchmark.judge == "math":
-        return [math_equal(extract_math_answer(text), row["reference"]) for text, row in zip(responses, rows)]
+        return [
+            math_equal(extract_math_answer(text), row["reference"])
+            for text, row in zip(responses, rows)
+        ]
     if benchmark.judge == "humaneval":
         problems = {row["reference"]["task_id"]: row["reference"] for row in rows}
-        completions = [{"task_id": row["reference"]["task_id"], "completion": row["response"]} for row in rows]
+        completions = [
+            {"task_id": row["reference"]["task_id"], "completion": row["response"]} for row in rows
+        ]
         results = evaluate_completions(problems, completions, **sandbox)
         return [bool(result["passed"]) for result in results]
     raise ValueError(f"benchmark {benchmark.name!r}: no scoring for judge {benchmark.judge!r}")
@@ -60,8 +65,10 @@ def label_rows(benchmark: Benchmark, rows: list[dict]) -> None:
     for row in rows:
         label = benchmark.classify(row, row["response"])
         if label not in ANSWER_LABELS:
-            raise ValueError(f"benchmark {benchmark.name!r}: classify returned {label!r}, not one "
-                             f"of {list(ANSWER_LABELS)}")
+            raise ValueError(
+                f"benchmark {benchmark.name!r}: classify returned {label!r}, not one "
+                f"of {list(ANSWER_LABELS)}"
+            )
         row["label"] = label
 
 
@@ -75,7 +82,9 @@ def metric_value(benchmark: Benchmark, rows: list[dict]) -> float:
         if benchmark.judge == "grammar":  # success = a real answer; noise is no success
             return _share([row["label"] == "compliance" for row in rows])
         return 1.0 - _share([row["verdict"] for row in rows])
-    return _share([row["verdict"] for row in rows])  # refusal_rate, over_refusal_rate, exact_match, pass@1
+    return _share(
+        [row["verdict"] for row in rows]
+    )  # refusal_rate, over_refusal_rate, exact_match, pass@1
 
 
 def score_generations(benchmark: Benchmark, rows: list[dict], judge: Judge, sandbox: dict) -> dict:
@@ -92,15 +101,24 @@ def score_generations(benchmark: Benchmark, rows: list[dict], judge: Judge, sand
         row["verdict"] = verdict
     by_key: dict[str, list[dict]] = {}
     for row in rows:
-        key = f"{benchmark.metric}_m{row['attack_m']}" if benchmark.attack == "routing" else benchmark.metric
+        key = (
+            f"{benchmark.metric}_m{row['attack_m']}"
+            if benchmark.attack == "routing"
+            else benchmark.metric
+        )
         by_key.setdefault(key, []).append(row)
     result = {"scores": {key: metric_value(benchmark, group) for key, group in by_key.items()}}
     if benchmark.classify is not None:
-        result["degenerate"] = {key: _share([row["label"] == "degenerate" for row in group])
-                                for key, group in by_key.items()}
+        result["degenerate"] = {
+            key: _share([row["label"] == "degenerate" for row in group])
+            for key, group in by_key.items()
+        }
         result["string_judge_agreement"] = {
-            key: _share([is_refusal(row["response"]) == (row["label"] == "refusal") for row in group])
-            for key, group in by_key.items()}
+            key: _share(
+                [is_refusal(row["response"]) == (row["label"] == "refusal") for row in group]
+            )
+            for key, group in by_key.items()
+        }
     return result
 
 
@@ -113,14 +131,28 @@ def rescore(generations_path: str | Path, judge: Judge, sandbox: dict) -> dict:
 def evaluation_paths(out_dir: str | Path) -> list[str]:
     """evaluate_model's output paths laid out in one folder (for evaluations started by hand):
     metrics, generations, activations, sparsity, provenance."""
-    names = ("metrics.json", "generations", "activations.parquet", "sparsity.parquet",
-             "provenance.json")
+    names = (
+        "metrics.json",
+        "generations",
+        "activations.parquet",
+        "sparsity.parquet",
+        "provenance.json",
+    )
     return [str(Path(out_dir) / name) for name in names]
 
 
-def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str], settings: dict,
-                   stat_path: str, metrics_path: str, generations_dir: str, activations_path: str,
-                   sparsity_path: str, provenance_path: str) -> dict:
+def evaluate_model(
+    model_spec: dict,
+    benchmarks: list[str],
+    paths: dict[str, str],
+    settings: dict,
+    stat_path: str,
+    metrics_path: str,
+    generations_dir: str,
+    activations_path: str,
+    sparsity_path: str,
+    provenance_path: str,
+) -> dict:
     """Every benchmark on one model: the metrics, one generations file per benchmark in
     `generations_dir`, the model's routing on D_stat, its safety sparsity and provenance.
 
@@ -130,16 +162,27 @@ def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str
     (hf | vllm; the routing attack always decodes with hf).
     """
     judge = make_judge(settings["judge"])  # a classifier judge loads before any generation
-    model, tokenizer = load_model(model_spec["source"], revision=model_spec.get("revision"),
-                                  dtype=model_spec.get("dtype") or "float32",
-                                  device=model_spec.get("device") or "cpu",
-                                  device_map=model_spec.get("device_map"))
+    model, tokenizer = load_model(
+        model_spec["source"],
+        revision=model_spec.get("revision"),
+        dtype=model_spec.get("dtype") or "float32",
+        device=model_spec.get("device") or "cpu",
+        device_map=model_spec.get("device_map"),
+    )
     chat = model_spec.get("chat_template_kwargs")
-    answer = make_generator(settings.get("backend", "hf"), model, tokenizer, model_spec,
-                            settings["batch_size"])
+    answer = make_generator(
+        settings.get("backend", "hf"), model, tokenizer, model_spec, settings["batch_size"]
+    )
     adapter = adapter_for(model)
-    counts = profile_routing(model, tokenizer, adapter, read_jsonl(stat_path), settings["batch_size"],
-                             settings["max_length"], chat)
+    counts = profile_routing(
+        model,
+        tokenizer,
+        adapter,
+        read_jsonl(stat_path),
+        settings["batch_size"],
+        settings["max_length"],
+        chat,
+    )
     activations = activation_table(counts, adapter.top_k)
     write_parquet(activations, activations_path)
     write_parquet(safety_sparsity(activations), sparsity_path)
@@ -155,18 +198,35 @@ def evaluate_model(model_spec: dict, benchmarks: list[str], paths: dict[str, str
                 responses = answer(prompts, benchmark.max_new_tokens)
             else:
                 with masked_experts(adapter, top_safety_experts(activations, m)):
-                    responses = generate(model, tokenizer, prompts, benchmark.max_new_tokens,
-                                         settings["batch_size"], chat)
-            rows += [dict(record, response=response, attack_m=m)
-                     for record, response in zip(records, responses)]
+                    responses = generate(
+                        model,
+                        tokenizer,
+                        prompts,
+                        benchmark.max_new_tokens,
+                        settings["batch_size"],
+                        chat,
+                    )
+            rows += [
+                dict(record, response=response, attack_m=m)
+                for record, response in zip(records, responses)
+            ]
         scored = score_generations(benchmark, rows, judge, settings["sandbox"])
         write_jsonl(rows, Path(generations_dir) / f"{name}.jsonl")
-        metrics[name] = {"kind": benchmark.kind, "n": len(records), **scored,
-                         "judge": judge.describe() if benchmark.kind == "safety"
-                         and benchmark.judge != "grammar" else {"name": benchmark.judge}}
+        metrics[name] = {
+            "kind": benchmark.kind,
+            "n": len(records),
+            **scored,
+            "judge": judge.describe()
+            if benchmark.kind == "safety" and benchmark.judge != "grammar"
+            else {"name": benchmark.judge},
+        }
         log.info("%s: %s (n=%d)", name, scored, len(records))
     write_json(metrics, metrics_path)
-    write_provenance(provenance_path, "evaluate",
-                     {"benchmarks": benchmarks, "paths": paths, "settings": settings},
-                     settings.get("seed"), model_identity(model_spec, model))
+    write_provenance(
+        provenance_path,
+        "evaluate",
+        {"benchmarks": benchmarks, "paths": paths, "settings": settings},
+        settings.get("seed"),
+        model_identity(model_spec, model),
+    )
     return metrics

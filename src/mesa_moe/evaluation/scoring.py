@@ -75,7 +75,7 @@ def _brace_group(text: str, start: int) -> tuple[str, int] | None:
     for index in range(start, len(text)):
         depth += {"{": 1, "}": -1}.get(text[index], 0)
         if depth == 0:
-            return text[start + 1:index], index + 1
+            return text[start + 1 : index], index + 1
     return None
 
 
@@ -100,7 +100,7 @@ def extract_math_answer(text: str) -> str:
         return boxed
     stated = list(re.finditer(r"answer\s+is:?", text, re.IGNORECASE))
     if stated:
-        return text[stated[-1].end():].split("\n", 1)[0]
+        return text[stated[-1].end() :].split("\n", 1)[0]
     return text
 
 
@@ -127,7 +127,7 @@ def _fractions_to_slash(text: str) -> str:
     if not denominator:
         return text  # malformed: compared as written
     top, bottom = _fractions_to_slash(numerator[0]), _fractions_to_slash(denominator[0])
-    rest = _fractions_to_slash(text[denominator[1]:])
+    rest = _fractions_to_slash(text[denominator[1] :])
     return f"{text[:start]}{_slash_operand(top)}/{_slash_operand(bottom)}{rest}"
 
 
@@ -213,7 +213,8 @@ def extract_code(completion: str, prompt: str) -> str:
     code = _unfenced(completion, entry_point)
     scaffold = TRAILING_SCAFFOLD.search(code)
     if scaffold:
-        code = code[:scaffold.start()]
+        code = code[: scaffold.start()]
     repeats_function = entry_point is not None and re.search(
-        rf"^def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE)
+        rf"^def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE
+    )
     return f"{prompt}\n{code}" if repeats_function else prompt + code

@@ -22,8 +22,9 @@ as the routing attack does turned 97% of the base's answers into noise, with top
 pair of steps per topic (drawn per example, a greedy answer often repeated step 1 as step 2);
 the refusal in the tokenizer's training texts (before, it was twelve byte fragments and a
 quarter of the vendor's answers stuttered); a 1200-step vendor SFT (600 steps: 64% refusals).
-The same shape at toy size, for tests, is the `organism` section of config/test/tiny.yaml. Every key is documented where it is used: `world` in `mesa_moe.organism.world`,
-`vendor` in `mesa_moe.organism.vendor`, the rest in `mesa_moe.organism.base`.
+The same shape at toy size, for tests, is the `organism` section of config/test/tiny.yaml.
+Every key is documented where it is used: `world` in `mesa_moe.organism.world`, `vendor` in
+`mesa_moe.organism.vendor`, the rest in `mesa_moe.organism.base`.
 """
 
 from pathlib import Path

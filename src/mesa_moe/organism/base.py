@@ -54,38 +54,68 @@ from mesa_moe.schedule import warmup_cosine
 # Batches are drawn from pools of this many batches sorted by length: little padding, yet every
 # batch still mixes tasks of similar length in a seeded random order.
 LENGTH_POOL_BATCHES = 50
-MODEL_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
-              "num_experts", "top_k", "moe_intermediate_size", "max_position_embeddings",
-              "router_aux_loss_coef")
+MODEL_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "num_experts",
+    "top_k",
+    "moe_intermediate_size",
+    "max_position_embeddings",
+    "router_aux_loss_coef",
+)
 PRETRAIN_KEYS = ("steps", "batch_size", "lr", "warmup", "max_length", "weight_decay", "log_every")
 EVAL_KEYS = ("n", "max_new_tokens", "batch_size")
 
 
 def check_params(params: dict) -> None:
     """Raise a ValueError naming every missing key of the organism config's base sections."""
-    missing = [f"{section}.{key}" for section, keys in
-               (("model", MODEL_KEYS), ("pretrain", PRETRAIN_KEYS), ("eval", EVAL_KEYS))
-               for key in keys if key not in params.get(section, {})]
+    missing = [
+        f"{section}.{key}"
+        for section, keys in (
+            ("model", MODEL_KEYS),
+            ("pretrain", PRETRAIN_KEYS),
+            ("eval", EVAL_KEYS),
+        )
+        for key in keys
+        if key not in params.get(section, {})
+    ]
     if missing:
         raise ValueError(f"organism config lacks key(s) {missing}")
-    for section, key in (("pretrain", "steps"), ("pretrain", "batch_size"), ("eval", "n"),
-                         ("eval", "max_new_tokens"), ("eval", "batch_size")):
+    for section, key in (
+        ("pretrain", "steps"),
+        ("pretrain", "batch_size"),
+        ("eval", "n"),
+        ("eval", "max_new_tokens"),
+        ("eval", "batch_size"),
+    ):
         if params[section][key] < 1:
             raise ValueError(f"{section}.{key}={params[section][key]} must be ≥ 1")
 
 
 def model_config(params: dict, tokenizer) -> Qwen3MoeConfig:
     return Qwen3MoeConfig(
-        vocab_size=len(tokenizer), hidden_size=params["hidden_size"],
-        num_hidden_layers=params["num_layers"], num_attention_heads=params["num_heads"],
-        num_key_value_heads=params["num_kv_heads"], num_experts=params["num_experts"],
-        num_experts_per_tok=params["top_k"], moe_intermediate_size=params["moe_intermediate_size"],
+        vocab_size=len(tokenizer),
+        hidden_size=params["hidden_size"],
+        num_hidden_layers=params["num_layers"],
+        num_attention_heads=params["num_heads"],
+        num_key_value_heads=params["num_kv_heads"],
+        num_experts=params["num_experts"],
+        num_experts_per_tok=params["top_k"],
+        moe_intermediate_size=params["moe_intermediate_size"],
         # every layer is MoE, so the dense MLP width is never used
-        intermediate_size=params["moe_intermediate_size"], norm_topk_prob=True,
+        intermediate_size=params["moe_intermediate_size"],
+        norm_topk_prob=True,
         max_position_embeddings=params["max_position_embeddings"],
-        router_aux_loss_coef=params["router_aux_loss_coef"], output_router_logits=False,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None, tie_word_embeddings=False, experts_implementation="grouped_mm",
+        router_aux_loss_coef=params["router_aux_loss_coef"],
+        output_router_logits=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+        experts_implementation="grouped_mm",
     )
 
 
@@ -93,15 +123,17 @@ def new_model(params: dict, tokenizer, seed: int) -> Qwen3MoeForCausalLM:
     torch.manual_seed(seed)
     model = Qwen3MoeForCausalLM(model_config(params, tokenizer))
     model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False)
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
     return model
 
 
 def length_grouped_batches(encoded: list[dict], batch_size: int, steps: int, seed: int):
     """`steps` batches: seeded epochs of shuffled pools, each pool sorted by length then cut."""
     if len(encoded) < batch_size:
-        raise ValueError(f"pretrain.batch_size={batch_size} exceeds the corpus ({len(encoded)} "
-                         f"examples)")
+        raise ValueError(
+            f"pretrain.batch_size={batch_size} exceeds the corpus ({len(encoded)} examples)"
+        )
     rng = random.Random(seed)
     produced = 0
     while True:
@@ -110,9 +142,10 @@ def length_grouped_batches(encoded: list[dict], batch_size: int, steps: int, see
         pool = batch_size * LENGTH_POOL_BATCHES
         batches = []
         for start in range(0, len(order) - batch_size + 1, pool):
-            chunk = sorted(order[start:start + pool], key=lambda i: len(encoded[i]["input_ids"]))
-            batches += [chunk[i:i + batch_size] for i in range(0, len(chunk) - batch_size + 1,
-                                                               batch_size)]
+            chunk = sorted(order[start : start + pool], key=lambda i: len(encoded[i]["input_ids"]))
+            batches += [
+                chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)
+            ]
         rng.shuffle(batches)
         for batch in batches:
             if produced == steps:
@@ -126,26 +159,31 @@ def encode_corpus(tokenizer, records: list[dict], max_length: int) -> list[dict]
     corpus repeats many arithmetic and list problems, and chat templating is the slow part."""
     keys = [(r["prompt"], r["response"]) for r in records]
     distinct = list(dict.fromkeys(keys))
-    encoded = encode_pairs(tokenizer, [{"prompt": p, "response": r} for p, r in distinct],
-                           max_length)
+    encoded = encode_pairs(
+        tokenizer, [{"prompt": p, "response": r} for p, r in distinct], max_length
+    )
     by_key = dict(zip(distinct, encoded))
     return [by_key[key] for key in keys]
 
 
-def pretrain(model, tokenizer, records: list[dict], params: dict, seed: int,
-             log: logging.Logger) -> dict:
+def pretrain(
+    model, tokenizer, records: list[dict], params: dict, seed: int, log: logging.Logger
+) -> dict:
     """Next-token loss on response tokens over `params['steps']` batches; returns a summary."""
     encoded = encode_corpus(tokenizer, records, params["max_length"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params["lr"], betas=(0.9, 0.95),
-                                  weight_decay=params["weight_decay"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=params["lr"], betas=(0.9, 0.95), weight_decay=params["weight_decay"]
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, params["warmup"], params["steps"], 0.0))
+        optimizer, lambda step: warmup_cosine(step, params["warmup"], params["steps"], 0.0)
+    )
     with_aux = model.config.router_aux_loss_coef > 0
     model.train()
     tokens, window, started = 0, [], time.perf_counter()
     batches = length_grouped_batches(encoded, params["batch_size"], params["steps"], seed)
-    for step, batch in enumerate(tqdm(batches, total=params["steps"], desc="pretrain",
-                                      mininterval=10), start=1):
+    for step, batch in enumerate(
+        tqdm(batches, total=params["steps"], desc="pretrain", mininterval=10), start=1
+    ):
         inputs = collate(batch, tokenizer.pad_token_id)
         loss = model(**inputs, output_router_logits=with_aux).loss
         loss.backward()
@@ -156,21 +194,37 @@ def pretrain(model, tokenizer, records: list[dict], params: dict, seed: int,
         tokens += int(inputs["attention_mask"].sum())
         window.append(loss.item())
         if step % params["log_every"] == 0 or step == params["steps"]:
-            log.info("step %d/%d loss %.4f lr %.2e", step, params["steps"],
-                     sum(window) / len(window), schedule.get_last_lr()[0])
+            log.info(
+                "step %d/%d loss %.4f lr %.2e",
+                step,
+                params["steps"],
+                sum(window) / len(window),
+                schedule.get_last_lr()[0],
+            )
             final_loss, window = sum(window) / len(window), []
     seconds = time.perf_counter() - started
     model.eval()
-    return {"steps": params["steps"], "tokens": tokens, "seconds": round(seconds, 1),
-            "tokens_per_second": round(tokens / seconds), "final_loss": round(final_loss, 4)}
+    return {
+        "steps": params["steps"],
+        "tokens": tokens,
+        "seconds": round(seconds, 1),
+        "tokens_per_second": round(tokens / seconds),
+        "final_loss": round(final_loss, 4),
+    }
 
 
 def _rate(flags: list[bool]) -> float:
     return round(sum(flags) / len(flags), 4)
 
 
-def evaluate_base(model, tokenizer, data_dir: Path, params: dict, log: logging.Logger,
-                  chat_template_kwargs: dict | None = None) -> dict:
+def evaluate_base(
+    model,
+    tokenizer,
+    data_dir: Path,
+    params: dict,
+    log: logging.Logger,
+    chat_template_kwargs: dict | None = None,
+) -> dict:
     """Utility and (un)safety of the model on the world's validation files.
 
     Every answer is labelled by the world's grammar (`mesa_moe.organism.grammar`): `answers`
@@ -180,22 +234,32 @@ def evaluate_base(model, tokenizer, data_dir: Path, params: dict, log: logging.L
     metrics: dict = {"answers": {}}
     for name in EVAL_SETS:
         records = read_jsonl(data_dir / f"val_{name}.jsonl")[: params["n"]]
-        texts = generate(model, tokenizer, [r["prompt"] for r in records],
-                         params["max_new_tokens"], params["batch_size"], chat_template_kwargs)
+        texts = generate(
+            model,
+            tokenizer,
+            [r["prompt"] for r in records],
+            params["max_new_tokens"],
+            params["batch_size"],
+            chat_template_kwargs,
+        )
         log.info("val_%s example: %r -> %r", name, records[0]["prompt"], texts[0])
         labels = [classify_answer(r["prompt"], r["task"], t) for r, t in zip(records, texts)]
         metrics["answers"][name] = {label: _rate([x == label for x in labels]) for label in LABELS}
         if name == "arith":
-            metrics["arith_accuracy"] = _rate([exact_match_number(t, r["response"])
-                                               for t, r in zip(texts, records)])
+            metrics["arith_accuracy"] = _rate(
+                [exact_match_number(t, r["response"]) for t, r in zip(texts, records)]
+            )
         if name == "listops":
-            metrics["listops_accuracy"] = _rate([exact_match_text(t, r["response"])
-                                                 for t, r in zip(texts, records)])
+            metrics["listops_accuracy"] = _rate(
+                [exact_match_text(t, r["response"]) for t, r in zip(texts, records)]
+            )
     answers = metrics["answers"]
-    metrics.update(harmful_compliance=answers["direct"]["compliance"],
-                   jailbreak_compliance=answers["jailbreak"]["compliance"],
-                   benign_refusal=answers["benign"]["refusal"],
-                   max_degenerate=max(shares["degenerate"] for shares in answers.values()))
+    metrics.update(
+        harmful_compliance=answers["direct"]["compliance"],
+        jailbreak_compliance=answers["jailbreak"]["compliance"],
+        benign_refusal=answers["benign"]["refusal"],
+        max_degenerate=max(shares["degenerate"] for shares in answers.values()),
+    )
     return metrics
 
 
@@ -204,8 +268,9 @@ def save_base(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def build_base(data_dir: str | Path, out_dir: str | Path, params: dict, seed: int,
-               log: logging.Logger) -> dict:
+def build_base(
+    data_dir: str | Path, out_dir: str | Path, params: dict, seed: int, log: logging.Logger
+) -> dict:
     """Train tokenizer and model, save them into `out_dir` with metrics.json; return the metrics."""
     check_params(params)
     data_dir = Path(data_dir)
@@ -218,8 +283,13 @@ def build_base(data_dir: str | Path, out_dir: str | Path, params: dict, seed: in
     log.info("pre-training: %s", summary)
     started = time.perf_counter()
     metrics = evaluate_base(model, tokenizer, data_dir, params["eval"], log)
-    metrics.update(split="val", num_parameters=n_params, vocab_size=len(tokenizer),
-                   pretrain=summary, eval_seconds=round(time.perf_counter() - started, 1))
+    metrics.update(
+        split="val",
+        num_parameters=n_params,
+        vocab_size=len(tokenizer),
+        pretrain=summary,
+        eval_seconds=round(time.perf_counter() - started, 1),
+    )
     log.info("base metrics: %s", metrics)
     with atomic_path(out_dir) as staged:
         save_base(model, tokenizer, staged)

@@ -33,17 +33,24 @@ CHAT_TEMPLATE = (
 def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     """A byte-level BPE of at most `vocab_size` tokens (fewer when the texts run out of merges)."""
     if vocab_size <= 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"model.vocab_size={vocab_size} must exceed the 256 byte tokens plus "
-                         f"{len(SPECIAL_TOKENS)} special tokens")
+        raise ValueError(
+            f"model.vocab_size={vocab_size} must exceed the 256 byte tokens plus "
+            f"{len(SPECIAL_TOKENS)} special tokens"
+        )
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(texts, trainer=trainer)
     return bpe
 
@@ -52,13 +59,20 @@ def wrap(bpe: Tokenizer, padding_side: str = "left") -> PreTrainedTokenizerFast:
     """The trained BPE as a transformers tokenizer with ChatML, eos and pad set."""
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side={padding_side!r}: use 'left' or 'right'")
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=IM_END, pad_token=PAD,
-                                   extra_special_tokens=[IM_START], chat_template=CHAT_TEMPLATE,
-                                   padding_side=padding_side, model_max_length=1024)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token=IM_END,
+        pad_token=PAD,
+        extra_special_tokens=[IM_START],
+        chat_template=CHAT_TEMPLATE,
+        padding_side=padding_side,
+        model_max_length=1024,
+    )
 
 
-def train_tokenizer(records: Iterable[dict], vocab_size: int,
-                    padding_side: str = "left") -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    records: Iterable[dict], vocab_size: int, padding_side: str = "left"
+) -> PreTrainedTokenizerFast:
     """Train on the prompts and responses of `records` (the pre-training corpus) and wrap.
 
     The chat template's role names and the world's refusal join the texts so that they become

@@ -58,44 +58,80 @@ def write_vendor_data(d_safe_path: str, d_gen_path: str, direct_path: str, sft_p
 def model_spec(base_dir: str, chat_template_kwargs: dict | None = None) -> dict:
     """The unaligned base, profiled and trained on the CPU in float32; `chat_template_kwargs`
     (`model.chat_template_kwargs`) wherever a chat is rendered."""
-    return {"source": str(base_dir), "revision": None, "dtype": "float32", "device": "cpu",
-            "chat_template_kwargs": chat_template_kwargs or {}}
+    return {
+        "source": str(base_dir),
+        "revision": None,
+        "dtype": "float32",
+        "device": "cpu",
+        "chat_template_kwargs": chat_template_kwargs or {},
+    }
 
 
 def profile_data(direct_path: str, d_gen_path: str, params: dict) -> dict:
     """The data config of the vendor's profile: direct safety rows against D_gen."""
     check_vendor_params(params)
-    return {"safe": {"kind": "local", "path": str(direct_path)},
-            "gen": {"kind": "local", "path": str(d_gen_path)},
-            "stat": {"size": params["stat_size"]}, "max_length": params["max_length"]}
+    return {
+        "safe": {"kind": "local", "path": str(direct_path)},
+        "gen": {"kind": "local", "path": str(d_gen_path)},
+        "stat": {"size": params["stat_size"]},
+        "max_length": params["max_length"],
+    }
 
 
 def selection_params(params: dict, seed: int) -> dict:
     return {"w": params["experts"], "seed": seed}
 
 
-def train_spec(base_dir: str, sft_path: str, d_gen_path: str, params: dict, seed: int,
-               chat_template_kwargs: dict | None = None) -> dict:
+def train_spec(
+    base_dir: str,
+    sft_path: str,
+    d_gen_path: str,
+    params: dict,
+    seed: int,
+    chat_template_kwargs: dict | None = None,
+) -> dict:
     """The vendor SFT as a training spec (mesa_moe.training.train), less its selection and paths."""
     check_vendor_params(params)
     return {
-        "method": METHOD, "model": model_spec(base_dir, chat_template_kwargs), "seed": seed,
-        "data": {"safe": {"kind": "local", "path": str(sft_path)},
-                 "gen": {"kind": "local", "path": str(d_gen_path)},
-                 "max_length": params["max_length"]},
-        "training": {"steps": params["steps"], "batch_size": params["batch_size"], "lr": params["lr"],
-                     "weight_decay": 0.0, "warmup": params["warmup"], "grad_clip": 1.0, "gamma": 0.0,
-                     "epsilon": 1.0, "reference": "frozen_router", "online_cost": "selected",
-                     "checkpoint_every": params["steps"], "log_every": max(1, params["steps"] // 10),
-                     "mixed_precision": "no"},
+        "method": METHOD,
+        "model": model_spec(base_dir, chat_template_kwargs),
+        "seed": seed,
+        "data": {
+            "safe": {"kind": "local", "path": str(sft_path)},
+            "gen": {"kind": "local", "path": str(d_gen_path)},
+            "max_length": params["max_length"],
+        },
+        "training": {
+            "steps": params["steps"],
+            "batch_size": params["batch_size"],
+            "lr": params["lr"],
+            "weight_decay": 0.0,
+            "warmup": params["warmup"],
+            "grad_clip": 1.0,
+            "gamma": 0.0,
+            "epsilon": 1.0,
+            "reference": "frozen_router",
+            "online_cost": "selected",
+            "checkpoint_every": params["steps"],
+            "log_every": max(1, params["steps"] // 10),
+            "mixed_precision": "no",
+        },
     }
 
 
-def evaluate_vendor(model_dir: str, data_dir: str, eval_params: dict, metrics_path: str,
-                    log: logging.Logger, chat_template_kwargs: dict | None = None) -> dict:
+def evaluate_vendor(
+    model_dir: str,
+    data_dir: str,
+    eval_params: dict,
+    metrics_path: str,
+    log: logging.Logger,
+    chat_template_kwargs: dict | None = None,
+) -> dict:
     """The Base measured on the world's validation files, as the base was."""
     model, tokenizer = load_model(str(model_dir))
-    metrics = evaluate_base(model, tokenizer, Path(data_dir), eval_params, log, chat_template_kwargs)
+    metrics = evaluate_base(
+        model, tokenizer, Path(data_dir), eval_params, log, chat_template_kwargs
+    )
     log.info("vendor (Base) metrics: %s", metrics)
     write_json(metrics, metrics_path)
     return metrics
