@@ -15,8 +15,9 @@ from transformers import AutoModelForCausalLM
 from mesa_moe.adapters import ArchitectureError, adapter_for, load_model
 from mesa_moe.data import DataError
 from mesa_moe.losses import RouterTap, kl_divergence, routing_loss, safety_target
+from mesa_moe.methods import METHODS
 from mesa_moe.trainable import SelectionError, make_trainable
-from mesa_moe.training import METHODS, save_trained, train
+from mesa_moe.training import save_trained, train
 
 SELECTED = {0: [1, 4], 2: [1, 4]}
 
