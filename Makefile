@@ -51,7 +51,7 @@ lock:
 	mv $(LOCK).tmp $(LOCK)
 	rm -rf $(LOCK_VENV)
 # Mutation testing of the functions that decide the numbers, with their fast tests (config:
-# pyproject [tool.mutmut]; surviving mutants and why: docs/mutants.md). About 13 min on 2 cores.
+# pyproject [tool.mutmut]; surviving mutants and why: docs/mutants.md). About 15-25 min on 2 cores.
 MUTANT_SCOPE := "mesa_moe.cost.*" "mesa_moe.transport.*" "mesa_moe.losses.*" \
 	"mesa_moe.selection.x_[!r]*" "mesa_moe.evaluation.scoring.*" \
 	"mesa_moe.data.x_chat_ids*" "mesa_moe.data.x_encode_pairs*" "mesa_moe.data.x_collate*" \

@@ -12,7 +12,9 @@ requests and 49% (46%) of wrapped ones, over-refuses 1% (11%) of benign look-ali
 (52%) of wrapped ones, keeps arith 0.85 / listops 0.96, and under the routing attack at m = 1
 complies with 44% (56%). These numbers move a lot with the seed and small world changes (a
 second world drawn the same way gave a Base with 71% direct refusals and 8% compliance at
-m = 1): a tiny model's generalisation to unseen templates and wrappers is fragile.
+m = 1; the default workflow run, with 2 torch threads, gave 79% direct refusals and arith
+0.55, README "Measured"): a tiny model's generalisation to unseen templates and wrappers is
+fragile.
 Choices behind the values, each measured against the previous defaults: the requests are a
 quarter of the corpus, not 8% (before, the base named the wrong topic in 81% of its test
 answers, which the refusal-string judge counted as compliance); top-4 of 16 experts of width
