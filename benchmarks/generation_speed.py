@@ -13,7 +13,7 @@ import random
 import time
 
 import torch
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+from random_moe import random_moe
 
 from mesa_moe.generation import generate
 from mesa_moe.organism.tokenizer import train_tokenizer
@@ -57,21 +57,7 @@ def main():
     rng = random.Random(0)
     prompts = [" ".join(rng.choices(WORDS, k=rng.randint(5, 30))) for _ in range(args.prompts)]
     tokenizer = train_tokenizer([{"prompt": p, "response": p} for p in prompts], vocab_size=300)
-    torch.manual_seed(0)
-    config = Qwen3MoeConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=args.hidden,
-        intermediate_size=args.hidden,
-        moe_intermediate_size=args.hidden,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_experts=args.experts,
-        num_experts_per_tok=2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = Qwen3MoeForCausalLM(config).eval()
+    model = random_moe(args.hidden, 4, args.experts, tokenizer=tokenizer).eval()
     generate(model, tokenizer, prompts[:2], 4, 2)  # warm-up
     timings, answers = {}, {}
     for batch_size in (1, args.batch, 1, args.batch):  # twice each, interleaved; best counts

@@ -12,7 +12,7 @@ import argparse
 import time
 
 import torch
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+from random_moe import random_moe
 
 from mesa_moe.adapters import adapter_for
 from mesa_moe.profiling import RoutingRecorder
@@ -32,19 +32,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = Qwen3MoeConfig(
-        vocab_size=2048,
-        hidden_size=args.hidden,
-        intermediate_size=args.hidden,
-        moe_intermediate_size=args.hidden,
-        num_hidden_layers=args.layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_experts=args.experts,
-        num_experts_per_tok=args.top_k,
-    )
-    model = Qwen3MoeForCausalLM(config).eval()
+    model = random_moe(args.hidden, args.layers, args.experts, args.top_k).eval()
     adapter = adapter_for(model)
     input_ids = torch.randint(0, 2048, (args.batch, args.length))
     attention_mask = torch.ones_like(input_ids)

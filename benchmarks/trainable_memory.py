@@ -18,7 +18,7 @@ import resource
 import time
 
 import torch
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+from random_moe import random_moe
 
 from mesa_moe.adapters import adapter_for
 from mesa_moe.trainable import make_trainable
@@ -28,22 +28,9 @@ TARGET_FACTOR = 1.2
 EXPERTS_ALL_TARGET = 1.05
 
 
-def tiny_model(args) -> Qwen3MoeForCausalLM:
+def tiny_model(args):
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    config = Qwen3MoeConfig(
-        vocab_size=1000,
-        hidden_size=args.hidden,
-        intermediate_size=args.hidden,
-        moe_intermediate_size=args.hidden,
-        num_hidden_layers=args.layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_experts=args.experts,
-        num_experts_per_tok=2,
-        experts_implementation="grouped_mm",
-    )
-    return Qwen3MoeForCausalLM(config)
+    return random_moe(args.hidden, args.layers, args.experts, vocab_size=1000)
 
 
 def run_steps(model, parameters: list, steps: int, routers: set[int] = frozenset()) -> dict:

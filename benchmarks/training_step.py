@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+from random_moe import random_moe
 
 from mesa_moe.organism.tokenizer import train_tokenizer
 from mesa_moe.training import train
@@ -52,21 +52,7 @@ def build(root: Path, args) -> dict:
     for name, rows in (("d_safe", safe), ("d_gen", gen)):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tokenizer = train_tokenizer(safe + gen, vocab_size=512)
-    torch.manual_seed(0)
-    config = Qwen3MoeConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=args.hidden,
-        intermediate_size=args.hidden,
-        moe_intermediate_size=args.hidden,
-        num_hidden_layers=args.layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_experts=args.experts,
-        num_experts_per_tok=2,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = Qwen3MoeForCausalLM(config)
+    model = random_moe(args.hidden, args.layers, args.experts, tokenizer=tokenizer)
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     pd.DataFrame(

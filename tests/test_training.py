@@ -321,11 +321,12 @@ def test_experts_all_trains_the_fused_tensors_in_place(tiny_model_dir):
     assert all(type(layer.block.experts) is type(layer.experts) for layer in adapter.layers)
 
 
-def test_experts_all_bytes_match_plain_fused_training():
+def test_experts_all_bytes_match_plain_fused_training(monkeypatch):
     import importlib.util
     from types import SimpleNamespace
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "trainable_memory.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # its sibling random_moe, as when run
     spec = importlib.util.spec_from_file_location("trainable_memory", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
