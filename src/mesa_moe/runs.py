@@ -7,7 +7,16 @@ read back with the type the key needs, so a path names its parameters and nothin
 from __future__ import annotations
 
 # Keys hold no "_": it separates them.
-RUN_KEYS: dict[str, type] = {"w": int, "eps": float, "gamma": float, "p": float}
+# seed: the training seed of one run of a setting (`seeds`); lr: a learning rate set by the run
+# (a tuning trial) instead of `training.lr`.
+RUN_KEYS: dict[str, type] = {
+    "w": int,
+    "eps": float,
+    "gamma": float,
+    "p": float,
+    "lr": float,
+    "seed": int,
+}
 NO_PARAMS = "default"  # the run name of a setting without parameters (e.g. every expert)
 
 
