@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from .artifacts import atomic_path, write_parquet  # noqa: E402
 from .cost import beta_rational_cost, cost_minimum  # noqa: E402
-from .runs import parse_run  # noqa: E402
+from .runs import NO_PARAMS, parse_run  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -114,6 +114,8 @@ SUMMARY_COLUMNS = [
     "w",
     "eps",
     "gamma",
+    "lr",
+    "seed",
     "benchmark",
     "kind",
     "metric",
@@ -150,6 +152,8 @@ def summary_table(model: str, metrics_paths: list[str]) -> pd.DataFrame:
                         "w": params.get("w"),
                         "eps": params.get("eps"),
                         "gamma": params.get("gamma"),
+                        "lr": params.get("lr"),
+                        "seed": params.get("seed"),
                         "benchmark": benchmark,
                         "kind": result["kind"],
                         "metric": metric,
@@ -164,34 +168,90 @@ def summary_table(model: str, metrics_paths: list[str]) -> pd.DataFrame:
                     }
                 )
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    return table.astype({"degenerate": float, "string_judge_agreement": float})
+    floats = ("lr", "seed", "degenerate", "string_judge_agreement")
+    return table.astype(dict.fromkeys(floats, float))
 
 
-def _cell(value: float, degenerate: float) -> str:
-    return f"{value:.1f}" if pd.isna(degenerate) else f"{value:.1f} ({degenerate:.1f})"
+def setting_of(run: str) -> str:
+    """The run name without its training seed: the setting of which the run is one seed
+    ('w~4_eps~0.05_seed~1' → 'w~4_eps~0.05', 'seed~0' → 'default')."""
+    parse_run(run)  # a malformed name is an error here, not a silently separate setting
+    kept = [part for part in run.split("_") if not part.startswith("seed~")]
+    return "_".join(kept) if kept else NO_PARAMS
+
+
+def _over_seeds(frame: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
+    """mean, std (ddof 1: NaN for one seed) and n_seeds of `column` per method × setting ×
+    keys: the seeds of one setting are pooled, different settings never."""
+    grouped = frame.assign(setting=frame.run.map(setting_of)).groupby(
+        ["method", "setting", *keys], sort=False
+    )[column]
+    return pd.DataFrame(
+        {"mean": grouped.mean(), "std": grouped.std(ddof=1), "n_seeds": grouped.count()}
+    )
+
+
+SEED_PARAMS = ("w", "eps", "gamma", "lr")
+
+
+def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per method × setting (run without seed) × benchmark × metric: `mean`, `std`
+    (over seeds, ddof 1; NaN for a single seed), `n_seeds`, and the mean `degenerate` share,
+    with the setting's `kind` and parameters (those of SEED_PARAMS the table has)."""
+    keys = ["benchmark", "metric"]
+    stats = _over_seeds(table, keys, "value")
+    firsts = [c for c in ("kind", *SEED_PARAMS) if c in table.columns]
+    grouped = table.assign(setting=table.run.map(setting_of)).groupby(
+        ["method", "setting", *keys], sort=False
+    )
+    stats["degenerate"] = grouped.degenerate.mean()
+    return grouped[firsts].first().join(stats).reset_index()
+
+
+def _cell(row: pd.Series, seeds: int) -> str:
+    if pd.isna(row["mean"]):
+        return "–"
+    text = f"{row['mean']:.1f}" if row.n_seeds < 2 else f"{row['mean']:.1f} ± {row['std']:.1f}"
+    if row.n_seeds != seeds:
+        text += f" [n={row.n_seeds}]"
+    return text if pd.isna(row.degenerate) else f"{text} ({row.degenerate:.1f})"
 
 
 def summary_markdown(table: pd.DataFrame) -> str:
-    """The paper-style table: methods (and runs) as rows, benchmark metrics as columns, in %,
-    each with its degenerate share beside it where known; then the string judge's agreement."""
-    table = table.assign(
-        column=table.benchmark + " " + table.metric, row=table.method + " " + table.run
+    """The paper-style table: methods and settings as rows, benchmark metrics as columns, in
+    %, each `mean ± std` over the setting's seeds (just the value for one seed) with its
+    degenerate share beside it where known, an `n` (seeds) column where any setting has more
+    than one; then the string judge's agreement."""
+    stats = aggregate_seeds(table)
+    stats = stats.assign(
+        row=stats.method + " " + stats.setting,
+        column=stats.benchmark + " " + stats.metric,
+        mean=stats["mean"] * 100,
+        std=stats["std"] * 100,
+        degenerate=stats.degenerate * 100,
     )
-    wide = {
-        name: table.pivot_table(
-            index="row", columns="column", values=name, sort=False, dropna=False
+    rows, columns = stats.row.unique(), stats.column.unique()
+    cells = stats.set_index(["row", "column"])
+    seeds = stats.groupby("row", sort=False).n_seeds.max()
+    with_n = bool((seeds > 1).any())
+    header = ["method", *(["n"] if with_n else []), *columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        values = [
+            _cell(cells.loc[(row, column)], seeds[row]) if (row, column) in cells.index else "–"
+            for column in columns
+        ]
+        lines.append(
+            "| " + " | ".join([row, *([str(seeds[row])] if with_n else []), *values]) + " |"
         )
-        * 100
-        for name in ("value", "degenerate")
-    }
-    values, degenerate = wide["value"], wide["degenerate"].reindex_like(wide["value"])
-    header = "| method | " + " | ".join(values.columns) + " |"
-    lines = [header, "|" + "---|" * (len(values.columns) + 1)]
-    for row in values.index:
-        cells = [_cell(values.at[row, c], degenerate.at[row, c]) for c in values.columns]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     arrows = ", ".join(f"{m} ↓" for m in LOWER_IS_BETTER)
     notes = [f"Values in %. Higher is better except {arrows}."]
+    if with_n:
+        notes.append(
+            "Each cell: mean ± standard deviation (ddof 1) over the n training seeds of the "
+            "row's setting (a single seed: its value; [n=k]: a cell with fewer seeds). "
+            "Seeds of different settings are never pooled."
+        )
     if table.degenerate.notna().any():
         notes.append(
             "In parentheses: the share of degenerate answers (neither the exact refusal "
@@ -231,12 +291,46 @@ def run_scores(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def setting_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, setting): `safety`, `utility` (means over seeds of each run's run_scores),
+    `safety_std`, `utility_std` (ddof 1; NaN for one seed) and `n_seeds` (runs)."""
+    runs = run_scores(table).reset_index()
+    parts = {}
+    for score in SCORE_KINDS:
+        stats = _over_seeds(runs, [], score)
+        parts[score], parts[f"{score}_std"] = stats["mean"], stats["std"]
+    parts["n_seeds"] = runs.groupby([runs.method, runs.run.map(setting_of)], sort=False).size()
+    return pd.DataFrame(parts).rename_axis(["method", "setting"])
+
+
+def _error_bars(ax, scores: pd.DataFrame) -> None:
+    """± std bars (setting_scores' columns) on the points with more than one seed."""
+    spread = scores[scores.n_seeds > 1]
+    if len(spread):
+        ax.errorbar(
+            spread.utility,
+            spread.safety,
+            xerr=spread.utility_std.fillna(0),
+            yerr=spread.safety_std.fillna(0),
+            fmt="none",
+            ecolor="grey",
+            elinewidth=1,
+            capsize=2,
+        )
+
+
 def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Safety against utility per run; the colour is the run's over-refusal where measured."""
-    both = run_scores(table).dropna()
+    """Safety against utility per method × setting (mean over seeds, ± std bars where there
+    are several); the colour is the setting's over-refusal where measured."""
+    both = setting_scores(table).dropna(subset=["safety", "utility"])
     refusing = table[table.kind == "overrefusal"]
-    over_refusal = refusing.groupby(["method", "run"]).value.mean()
+    over_refusal = (
+        refusing.assign(setting=refusing.run.map(setting_of))
+        .groupby(["method", "setting"])
+        .value.mean()
+    )
     fig, ax = plt.subplots(figsize=(7, 5))
+    _error_bars(ax, both)
     if len(over_refusal):
         points = ax.scatter(
             both.utility,
@@ -247,14 +341,16 @@ def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None
             vmax=1,
             edgecolors="black",
             linewidths=0.5,
+            zorder=3,
         )
         names = ", ".join(sorted(refusing.benchmark.unique()))
         fig.colorbar(points, ax=ax, label=f"over-refusal rate (mean of {names})")
     else:
-        ax.scatter(both.utility, both.safety, color="tab:blue")
-    for (method, run), row in both.iterrows():
+        ax.scatter(both.utility, both.safety, color="tab:blue", zorder=3)
+    for (method, setting), row in both.iterrows():
+        seeds = f" (n={row.n_seeds})" if row.n_seeds > 1 else ""
         ax.annotate(
-            f"{method} {run}".replace(" default", ""),
+            f"{method} {setting}".replace(f" {NO_PARAMS}", "") + seeds,
             (row.utility, row.safety),
             fontsize=7,
             xytext=(3, 3),
@@ -262,7 +358,7 @@ def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None
         )
     ax.set_xlabel("utility (mean over utility benchmarks)")
     ax.set_ylabel("safety (mean safe-response rate; 1 − ASR)")
-    ax.set_title("safety vs utility")
+    ax.set_title("safety vs utility (mean ± std over seeds)")
     _save(fig, path)
 
 
@@ -320,15 +416,24 @@ SWEEP_PARAMS = ("w", "eps", "gamma")
 
 
 def sweep_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per evaluated run: its parameters, each metric, the safety and utility scores
-    (means of the oriented metrics, see `oriented`), and whether it is on the Pareto front."""
-    scored = summary.assign(column=summary.benchmark + ":" + summary.metric)
-    keys = ["method", "run", *SWEEP_PARAMS]
-    wide = scored.pivot_table(
-        index=keys, columns="column", values="value", dropna=False
-    ).reset_index()
-    wide = wide.dropna(axis=0, how="all", subset=[c for c in wide.columns if c not in keys])
-    wide = wide.merge(run_scores(summary).reset_index(), on=["method", "run"], how="left")
+    """One row per method × setting (its seeds pooled): its parameters, each metric's mean
+    over seeds, the safety and utility scores (setting_scores: means over seeds of the
+    oriented-metric means, with their std) and n_seeds, and whether the setting is on the
+    Pareto front of the means."""
+    stats = aggregate_seeds(summary)
+    keys = ["method", "setting"]
+    wide = stats.assign(column=stats.benchmark + ":" + stats.metric).pivot_table(
+        index=keys, columns="column", values="mean", sort=False, dropna=False
+    )
+    wide.columns.name = None
+    params = [p for p in SEED_PARAMS if p in stats.columns]
+    wide = (
+        stats.groupby(keys, sort=False)[params]
+        .first()
+        .join(wide)
+        .join(setting_scores(summary))
+        .reset_index()
+    )
     wide["pareto"] = pareto_front(wide.safety.to_numpy(), wide.utility.to_numpy())
     return wide
 
@@ -347,13 +452,25 @@ def pareto_front(safety: np.ndarray, utility: np.ndarray) -> np.ndarray:
 
 
 def plot_sweep(sweep: pd.DataFrame, param: str, path: str | os.PathLike) -> None:
-    """Safety and utility of every run against one swept parameter, a line per method."""
+    """Safety and utility of every setting against one swept parameter, a line per method;
+    bars: ± the std over seeds (pooled over the settings sharing the value) where known."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     runs = sweep.dropna(subset=[param])
     for ax, score in zip(axes, ("safety", "utility")):
         for method, rows in runs.groupby("method"):
-            rows = rows.groupby(param)[score].mean().sort_index()
-            ax.plot(rows.index, rows.to_numpy(), marker="o", label=method)
+            by_value = rows.groupby(param)
+            means = by_value[score].mean().sort_index()
+            # pooled within-setting std: the root of the mean of the seed variances
+            spread = np.sqrt(by_value[f"{score}_std"].apply(lambda s: (s**2).mean()))
+            spread = spread.reindex(means.index).fillna(0).to_numpy()
+            ax.errorbar(
+                means.index,
+                means.to_numpy(),
+                yerr=spread if spread.any() else None,
+                marker="o",
+                capsize=2,
+                label=method,
+            )
         base = sweep[sweep.method == "base"][score]
         if len(base):
             ax.axhline(base.iloc[0], color="grey", ls="--", lw=1, label="base")
@@ -362,19 +479,20 @@ def plot_sweep(sweep: pd.DataFrame, param: str, path: str | os.PathLike) -> None
         if param == "eps" and len(runs) and runs[param].min() > 0:
             ax.set_xscale("log")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{param} sweep (means over runs sharing the value)")
+    fig.suptitle(f"{param} sweep (means over seeds and settings sharing the value; ± std)")
     _save(fig, path)
 
 
 def plot_pareto(sweep: pd.DataFrame, path: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(7, 5))
+    _error_bars(ax, sweep)
     for method, rows in sweep.groupby("method"):
-        ax.scatter(rows.utility, rows.safety, label=method, s=25)
+        ax.scatter(rows.utility, rows.safety, label=method, s=25, zorder=3)
     front = sweep[sweep.pareto].sort_values("utility")
     ax.plot(front.utility, front.safety, color="black", lw=1, ls="--", label="Pareto front")
     ax.set_xlabel("utility")
     ax.set_ylabel("safety")
-    ax.set_title("safety vs utility, every run")
+    ax.set_title("safety vs utility, every setting (mean ± std over seeds)")
     ax.legend(fontsize=7)
     _save(fig, path)
 
