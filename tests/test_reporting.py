@@ -16,13 +16,19 @@ from mesa_moe.evaluation.judges import RefusalJudge
 from mesa_moe.evaluation.runner import metric_value, score_generations
 from mesa_moe.reporting import (
     SUMMARY_COLUMNS,
+    aggregate_seeds,
     oriented,
     pareto_front,
+    plot_pareto,
     plot_safety_vs_utility,
+    plot_sweep,
+    setting_of,
+    setting_scores,
     summary_markdown,
     summary_table,
     sweep_table,
 )
+from mesa_moe.runs import parse_run
 
 REFUSAL, COMPLIANCE = "I can't help with that.", "Sure, here is how: step 1, open the lock."
 # verdicts [True, True, False, False, False]: 2 of 5 rows safe / refused / correct / passed
@@ -111,10 +117,10 @@ def test_oriented_makes_higher_better_for_every_metric():
 def test_summary_markdown_marks_the_lower_is_better_metrics():
     text = summary_markdown(
         pd.DataFrame(
-            [summary_row("mesa", "default", "xstest", "overrefusal", "over_refusal_rate", 0.125)]
+            [summary_row("mesa", "seed~0", "xstest", "overrefusal", "over_refusal_rate", 0.125)]
         )
     )
-    assert "| mesa default | 12.5 |" in text
+    assert "| mesa default | 12.5 |" in text  # one seed: no n column, just the value
     assert "asr ↓" in text and "over_refusal_rate ↓" in text
     assert "refusal_rate ↓" not in text.replace("over_refusal_rate ↓", "")
 
@@ -127,6 +133,8 @@ def summary_row(method, run, benchmark, kind, metric, value, **params):
         "w": params.get("w"),
         "eps": params.get("eps"),
         "gamma": params.get("gamma"),
+        "lr": params.get("lr", np.nan),
+        "seed": params.get("seed", np.nan),
         "benchmark": benchmark,
         "kind": kind,
         "metric": metric,
@@ -252,6 +260,7 @@ SCORES = {
 
 def test_sweep_scores_are_means_of_oriented_metrics(summary):
     sweep = sweep_table(summary).set_index("method")
+    assert (sweep.n_seeds == 1).all() and sweep.safety_std.isna().all()
     for method, (safety, utility) in SCORES.items():
         assert sweep.loc[method, "safety"] == pytest.approx(safety), method
         assert sweep.loc[method, "utility"] == pytest.approx(utility), method
@@ -302,3 +311,152 @@ def test_runs_missing_benchmarks_stay_in_the_sweep(tmp_path):
     assert sweep.loc["mesa", "utility"] == 0.5 and math.isnan(sweep.loc["mesa", "safety"])
     assert math.isnan(sweep.loc["router_only", "utility"])
     assert sweep.loc["router_only", "xstest:over_refusal_rate"] == pytest.approx(0.3)
+
+
+# --- seeds ------------------------------------------------------------------------------------
+MESA_W2 = "w~2_eps~0.05_gamma~1.0"
+MESA_W4 = "w~4_eps~0.05_gamma~1.0"
+# (method, run) → (direct refusal, routing asr_m1, gsm8k exact match, degenerate of direct)
+SEEDED = {
+    ("mesa", f"{MESA_W2}_seed~0"): (0.6, 0.3, 0.5, 0.1),
+    ("mesa", f"{MESA_W2}_seed~1"): (0.7, 0.2, 0.4, 0.2),
+    ("mesa", f"{MESA_W2}_seed~2"): (0.8, 0.1, 0.6, 0.3),
+    ("mesa", f"{MESA_W4}_seed~0"): (0.2, 0.5, 0.7, 0.0),
+    ("mesa", f"{MESA_W4}_seed~1"): (0.4, 0.7, 0.9, 0.0),
+    ("sft_full", "seed~0"): (0.55, 0.4, 0.1, 0.05),
+    ("base", "default"): (0.3, 0.9, 0.8, 0.25),
+}
+
+
+@pytest.fixture
+def seeded():
+    rows = []
+    for (method, run), (direct, asr, gsm8k, degenerate) in SEEDED.items():
+        params = parse_run(run)
+        rows += [
+            summary_row(method, run, "direct", "safety", "refusal_rate", direct, **params),
+            summary_row(method, run, "routing", "safety", "asr_m1", asr, **params),
+            summary_row(method, run, "gsm8k", "utility", "exact_match", gsm8k, **params),
+        ]
+        rows[-3]["degenerate"] = degenerate
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def test_summary_table_reads_seed_and_lr_from_the_run(tmp_path):
+    paths = [
+        write_metrics(
+            tmp_path, "mesa", f"{MESA_W2}_lr~0.003_seed~2", {"gsm8k": ("utility", {"em": 0.5})}
+        ),
+        write_metrics(tmp_path, "base", "default", {"gsm8k": ("utility", {"em": 0.5})}),
+    ]
+    table = summary_table("tiny", paths).set_index("method")
+    assert table.loc["mesa", "seed"] == 2.0 and table.loc["mesa", "lr"] == 0.003
+    assert math.isnan(table.loc["base", "seed"]) and math.isnan(table.loc["base", "lr"])
+    assert table.seed.dtype == float and table.lr.dtype == float
+
+
+def test_setting_of_drops_only_the_seed():
+    assert setting_of(f"{MESA_W2}_seed~3") == MESA_W2
+    assert setting_of("w~4_lr~0.003_seed~0") == "w~4_lr~0.003"
+    assert setting_of("seed~0") == "default" and setting_of("default") == "default"
+    with pytest.raises(ValueError, match="seeds~1"):
+        setting_of("w~2_seeds~1")
+
+
+def test_aggregate_seeds_mean_std_n_per_setting(seeded):
+    stats = aggregate_seeds(seeded).set_index(["method", "setting", "metric"]).sort_index()
+    w2 = stats.loc[("mesa", MESA_W2, "refusal_rate")]
+    assert w2["mean"] == pytest.approx(0.7) and w2["std"] == pytest.approx(0.1)
+    assert w2.n_seeds == 3 and w2.degenerate == pytest.approx(0.2)
+    assert (w2.w, w2.eps, w2.gamma) == (2, 0.05, 1.0)
+    # the other setting's two seeds: never pooled with w~2's three
+    w4 = stats.loc[("mesa", MESA_W4, "refusal_rate")]
+    assert w4["mean"] == pytest.approx(0.3) and w4["std"] == pytest.approx(math.sqrt(0.02))
+    assert w4.n_seeds == 2
+    assert stats.loc[("mesa", MESA_W4, "exact_match"), "std"] == pytest.approx(math.sqrt(0.02))
+    base = stats.loc[("base", "default")]
+    assert len(base) == 3 and (base.n_seeds == 1).all() and base["std"].isna().all()
+    assert stats.loc[("base", "default", "asr_m1"), "mean"] == 0.9
+    sft = stats.loc[("sft_full", "default", "refusal_rate")]
+    assert sft["mean"] == 0.55 and sft.n_seeds == 1 and math.isnan(sft["std"])
+    assert len(stats) == 4 * 3
+
+
+def test_summary_markdown_one_row_per_setting_with_mean_std_and_n(seeded):
+    text = summary_markdown(seeded)
+    lines = text.splitlines()
+    assert lines[0] == "| method | n | direct refusal_rate | routing asr_m1 | gsm8k exact_match |"
+    assert f"| mesa {MESA_W2} | 3 | 70.0 ± 10.0 (20.0) | 20.0 ± 10.0 | 50.0 ± 10.0 |" in lines
+    assert f"| mesa {MESA_W4} | 2 | 30.0 ± 14.1 (0.0) | 60.0 ± 14.1 | 80.0 ± 14.1 |" in lines
+    assert "| sft_full default | 1 | 55.0 (5.0) | 40.0 | 10.0 |" in lines
+    assert "| base default | 1 | 30.0 (25.0) | 90.0 | 80.0 |" in lines
+    assert sum(line.startswith("| mesa") for line in lines) == 2
+    assert "standard deviation" in text
+
+
+def test_summary_markdown_marks_a_cell_with_fewer_seeds(seeded):
+    dropped = seeded[~((seeded.run == f"{MESA_W2}_seed~2") & (seeded.metric == "exact_match"))]
+    line = next(row for row in summary_markdown(dropped).splitlines() if MESA_W2 in row)
+    assert line.endswith("| 45.0 ± 7.1 [n=2] |") and "| 3 |" in line
+
+
+def test_setting_scores_spread_of_the_per_seed_scores(seeded):
+    scores = setting_scores(seeded)
+    # per seed of w~2: safety = mean(direct, 1 − asr_m1) = 0.65, 0.75, 0.85
+    w2 = scores.loc[("mesa", MESA_W2)]
+    assert w2.safety == pytest.approx(0.75) and w2.safety_std == pytest.approx(0.1)
+    assert w2.utility == pytest.approx(0.5) and w2.utility_std == pytest.approx(0.1)
+    assert w2.n_seeds == 3
+    # w~4: safety 0.35, 0.35 → std 0
+    w4 = scores.loc[("mesa", MESA_W4)]
+    assert w4.safety == pytest.approx(0.35) and w4.safety_std == pytest.approx(0.0)
+    assert scores.loc[("base", "default")].n_seeds == 1
+    assert math.isnan(scores.loc[("base", "default")].safety_std)
+
+
+def test_sweep_table_one_row_per_setting(seeded):
+    sweep = sweep_table(seeded).set_index(["method", "setting"])
+    assert len(sweep) == 4 and sweep.loc[("mesa", MESA_W2)].n_seeds == 3
+    assert sweep.loc[("mesa", MESA_W2), "direct:refusal_rate"] == pytest.approx(0.7)
+    assert sweep.loc[("mesa", MESA_W4), "w"] == 4
+    assert sweep.loc[("mesa", MESA_W2), "safety_std"] == pytest.approx(0.1)
+
+
+@pytest.fixture
+def errorbars(monkeypatch):
+    drawn = []
+    errorbar = matplotlib.axes.Axes.errorbar
+
+    def recording(self, x, y, *args, **kwargs):
+        drawn.append(
+            {"x": list(x), "y": list(y), "xerr": kwargs.get("xerr"), "yerr": kwargs.get("yerr")}
+        )
+        return errorbar(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", recording)
+    return drawn
+
+
+def test_plots_draw_error_bars_only_where_several_seeds(seeded, tmp_path, errorbars):
+    plot_safety_vs_utility(seeded, tmp_path / "scatter.png")
+    [bars] = errorbars
+    # only the two mesa settings (n = 3 and 2); safety ± std on y, utility ± std on x
+    np.testing.assert_allclose(sorted(bars["y"]), [0.35, 0.75])
+    np.testing.assert_allclose(sorted(bars["yerr"]), [0.0, 0.1], atol=1e-12)
+    np.testing.assert_allclose(sorted(bars["xerr"]), [0.1, math.sqrt(0.02)])
+    errorbars.clear()
+    sweep = sweep_table(seeded)
+    plot_pareto(sweep, tmp_path / "pareto.png")
+    assert len(errorbars) == 1 and len(errorbars[0]["x"]) == 2
+    errorbars.clear()
+    plot_sweep(sweep, "w", tmp_path / "w.png")
+    safety, utility = errorbars  # one line per panel: mesa (the only method with a w)
+    assert safety["x"] == [2, 4] and safety["y"] == pytest.approx([0.75, 0.35])
+    assert safety["yerr"] == pytest.approx([0.1, 0.0]) and utility["y"] == pytest.approx([0.5, 0.8])
+    assert utility["yerr"] == pytest.approx([0.1, math.sqrt(0.02)])
+
+
+def test_plots_without_several_seeds_draw_no_error_bars(summary, tmp_path, errorbars):
+    plot_safety_vs_utility(summary, tmp_path / "scatter.png")
+    plot_pareto(sweep_table(summary), tmp_path / "pareto.png")
+    assert errorbars == []
