@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -266,6 +267,16 @@ def summary_markdown(table: pd.DataFrame) -> str:
             f"cells; lowest {judged.min() * 100:.1f}%)."
         )
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
+
+
+# A routing-attack metric: the benchmark's metric with m experts masked per layer (`asr_m1`).
+ATTACK_METRIC = re.compile(r"(?P<metric>.+)_m(?P<m>\d+)")
+
+
+def masked_experts(metric: str) -> int | None:
+    """m of a routing-attack metric (`asr_m2` → 2); None for a metric without the attack."""
+    match = ATTACK_METRIC.fullmatch(metric)
+    return int(match["m"]) if match else None
 
 
 def oriented(table: pd.DataFrame) -> pd.Series:
