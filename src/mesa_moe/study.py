@@ -227,12 +227,14 @@ def claim_attack(table: pd.DataFrame) -> Verdict:
             continue
         sign = compare(mesa.stat, base.stat)
         parts.append({1: HOLDS, -1: FAILS, 0: INCONCLUSIVE}[sign])
-        evidence.append(
+        line = (
             f"{benchmark} {metric}: ASR {MESA} {mesa.asr}, {BASE} {base.asr}; "
             f"difference {100 * (mesa.stat.mean - base.stat.mean):+.1f} points in MESA's "
-            f"favour, spread {_spread_text(mesa.stat, base.stat)}; degenerate answers "
-            f"{MESA} {mesa.degenerate}, {BASE} {base.degenerate}"
+            f"favour, spread {_spread_text(mesa.stat, base.stat)}"
         )
+        if mesa.degenerate != "–" or base.degenerate != "–":
+            line += f"; degenerate answers {MESA} {mesa.degenerate}, {BASE} {base.degenerate}"
+        evidence.append(line)
     if not evidence:
         evidence.append("no routing-attack metric with m > 0 in the summary")
     elif attacked.degenerate.notna().any():
