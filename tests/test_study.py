@@ -1,6 +1,7 @@
 """The study report's verdicts on hand-built summaries: every expected number is worked out by
 hand from the values below, never by the library's helpers."""
 
+import json
 import math
 
 import numpy as np
@@ -25,6 +26,7 @@ from mesa_moe.study import (
     final_table,
     render_results,
     select_settings,
+    write_results,
 )
 
 # benchmark → (kind, metric); "attack" carries the routing attack's metrics
@@ -376,3 +378,16 @@ def test_render_results_without_tuning_or_figures():
 def test_render_results_names_a_missing_context_key():
     with pytest.raises(ValueError, match="seeds"):
         render_results(summary({"base": {"direct": 0.5}}), {}, {"model": "m"})
+
+
+def test_write_results_reads_the_chosen_files(tmp_path):
+    spec = {"base": {"direct": 0.5}, "mesa": SAFE}
+    with_other_setting(spec).to_parquet(tmp_path / "summary.parquet")
+    chosen = tmp_path / "tune" / "mesa" / "chosen.json"
+    chosen.parent.mkdir(parents=True)
+    chosen.write_text(json.dumps(TUNED["mesa"]))
+    out = tmp_path / "results.md"
+    text = write_results(tmp_path / "summary.parquet", [str(chosen)], CONTEXT, out)
+    assert out.read_text() == text and "| mesa | w~4_eps~0.05_gamma~1.0 |" in text
+    with pytest.raises(ValueError, match="second chosen.json of method 'mesa'"):
+        write_results(tmp_path / "summary.parquet", [str(chosen)] * 2, CONTEXT, out)

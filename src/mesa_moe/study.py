@@ -15,12 +15,16 @@ Definitions the verdicts use (written into the report too):
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from .artifacts import atomic_path
 from .reporting import (
     masked_experts,
     oriented,
@@ -431,3 +435,25 @@ def render_results(summary: pd.DataFrame, tuned: dict[str, dict], context: dict)
         for name, path in context["figures"].items():
             lines += [f"![{name}]({path})", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results(
+    summary_path: str | os.PathLike,
+    chosen_paths: list[str],
+    context: dict,
+    path: str | os.PathLike,
+) -> str:
+    """The report stage: summary.parquet and every tune/<method>/chosen.json to results.md."""
+    tuned = {}
+    for chosen_path in chosen_paths:
+        chosen = json.loads(Path(chosen_path).read_text())
+        method = chosen.get("method", Path(chosen_path).parent.name)
+        if "run" not in chosen:
+            raise ValueError(f"{chosen_path}: no 'run' (the chosen setting)")
+        if method in tuned:
+            raise ValueError(f"{chosen_path}: a second chosen.json of method {method!r}")
+        tuned[method] = chosen
+    text = render_results(pd.read_parquet(summary_path), tuned, context)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return text
