@@ -359,7 +359,7 @@ def plot_safety_vs_utility(table: pd.DataFrame, path: str | os.PathLike) -> None
     else:
         ax.scatter(both.utility, both.safety, color="tab:blue", zorder=3)
     for (method, setting), row in both.iterrows():
-        seeds = f" (n={row.n_seeds})" if row.n_seeds > 1 else ""
+        seeds = f" (n={int(row.n_seeds)})" if row.n_seeds > 1 else ""
         ax.annotate(
             f"{method} {setting}".replace(f" {NO_PARAMS}", "") + seeds,
             (row.utility, row.safety),
