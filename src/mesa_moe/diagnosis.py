@@ -235,6 +235,7 @@ def plot_routing_shift(shift: pd.DataFrame, path: str | os.PathLike) -> None:
             label=label,
             ls="--" if row.method == "base" else "-",
         )
+    per_layer.set_xticks(sorted(layers.layer.astype(int).unique()))
     per_layer.set_xlabel("MoE layer")
     per_layer.set_ylabel("safe share on the OT selection")
     per_layer.legend(fontsize=6)
