@@ -341,8 +341,11 @@ def plot_val_vs(scores: pd.DataFrame, param: str, path: str | os.PathLike) -> No
             ax.axhline(base.mean(), color="grey", ls="--", lw=1, label="base")
         ax.set_xlabel(param)
         ax.set_ylabel(f"validation {score}")
-        if len(swept) and swept[param].min() > 0 and param in ("eps", "lr"):
+        if len(swept) and swept[param].min() > 0:  # the grids are spaced by factors
             ax.set_xscale("log")
+        values = sorted(swept[param].unique())
+        ax.set_xticks(values, [f"{value:g}" for value in values])
+        ax.minorticks_off()
     axes[0].legend(fontsize=6)
     fig.suptitle(f"tuning trials on the validation files against {param} (mean ± std over seeds)")
     fig.tight_layout()
