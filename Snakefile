@@ -14,6 +14,7 @@ include: "rules/select.smk"
 include: "rules/train.smk"
 include: "rules/organism.smk"
 include: "rules/evaluate.smk"
+include: "rules/diagnosis.smk"
 
 
 rule all:
@@ -23,4 +24,5 @@ rule all:
         train_outputs(),
         rules.summary.output,
         rules.sweep.output,
+        rules.diagnosis.output,
         rules.organism_vendor_eval.output if ORGANISM else [],
