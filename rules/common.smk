@@ -132,7 +132,10 @@ else:
         config["model"]["source"], config["model"]["revision"]
     )
     NUM_EXPERTS = ARCHITECTURE and ARCHITECTURE["num_experts"]
-for key, values in (("selection.w", SELECTION["w"]), ("tuning.space.w", TUNING["space"].get("w", []))):
+for key, values in (
+    ("selection.w", SELECTION["w"]),
+    ("tuning.space.w", TUNING["space"].get("w", [])),
+):
     for w in values:
         if NUM_EXPERTS and w > NUM_EXPERTS:
             raise ConfigError(
@@ -265,7 +268,9 @@ def train_spec(wildcards):
     params = parse_run(wildcards.run)
     keys = TRAINING_SETTINGS + (OT_LOSS_SETTINGS if method.ot_loss else ())
     # a tuning trial's learning rate (in its run name) replaces training.lr
-    settings = {key: TRAINING[key] for key in keys} | {"lr": params.get("lr", TRAINING["lr"])}
+    settings = {key: TRAINING[key] for key in keys} | {
+        "lr": params.get("lr", TRAINING["lr"])
+    }
     return canonical(
         {
             "method": method.name,
@@ -383,12 +388,13 @@ def tune_outputs():
 
 def organism_val_file(benchmark):
     """The world's val file of an organism benchmark (the val twin of its eval_* file)."""
-    return organism_file("val_" + ORGANISM_FILES[benchmark].removeprefix("eval_"))
+    return organism_file(f"val_{ORGANISM_FILES[benchmark].removeprefix('eval_')}")
 
 
 def val_paths():
     """Benchmark → VAL file of every criterion benchmark: tuning.paths, else the organism's.
-    A benchmark without one, or whose val file is an evaluation file, stops the workflow."""
+    A benchmark without one, or whose val file is an evaluation file, stops the workflow.
+    """
     eval_files = {os.path.realpath(path) for path in benchmark_paths().values()}
     paths = {}
     for name in TUNE_BENCHMARKS:

@@ -33,7 +33,9 @@ def test_every_setting_trains_and_evaluates_once_per_seed(tmp_path):
             if job["rule"] == rule and job["wildcards"]["method"] != "base"
         )
         assert set(runs.values()) == {3}, (rule, runs)
-    bases = [job for job in jobs if job["rule"] == "evaluate" and job["wildcards"]["method"] == "base"]
+    bases = [
+        job for job in jobs if job["rule"] == "evaluate" and job["wildcards"]["method"] == "base"
+    ]
     assert [job["wildcards"]["run"] for job in bases] == ["default"]
     summary = next(job for job in jobs if job["rule"] == "summary")
     assert len([path for path in summary["input"] if path.endswith("metrics.json")]) == len(

@@ -235,7 +235,9 @@ def test_study_dag_tunes_on_val_files_and_evaluates_the_choice_on_eval_files(tmp
         },
     )
     after = [job for job in dag_jobs(workdir, configfile, forceall=False) if job["needrun"]]
-    runs = {(job["rule"], job["wildcards"].get("method"), job["wildcards"].get("run")) for job in after}
+    runs = {
+        (job["rule"], job["wildcards"].get("method"), job["wildcards"].get("run")) for job in after
+    }
     expected_train = {
         ("train", method, with_seed(setting, seed))
         for method, setting in chosen.items()

@@ -134,9 +134,7 @@ def write_choice(
 ) -> dict:
     """The `tune_choose` stage: chosen.json from each trial's val metrics.json (trial run name
     without seed → path, in trial order) and the Base's."""
-    trials = [
-        {"run": run} | read_scores(path, criterion) for run, path in trial_metrics.items()
-    ]
+    trials = [{"run": run} | read_scores(path, criterion) for run, path in trial_metrics.items()]
     chosen = choose(method, trials, read_scores(base_metrics, criterion), criterion)
     write_json(chosen, chosen_path)
     return chosen
