@@ -6,9 +6,11 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from dag import ROOT, dag_jobs, materialise
+from test_workflow import snakemake, tiny_config
 
 from mesa_moe.runs import parse_run
 from mesa_moe.tuning import (
@@ -286,3 +288,64 @@ def test_a_criterion_benchmark_without_a_val_file_stops_the_dag(tmp_path):
     )
     with pytest.raises(AssertionError, match="benchmark mybench has no validation file"):
         dag_jobs(workdir, configfile)
+
+
+@pytest.mark.slow
+def test_a_tuned_tiny_run(tmp_path):
+    """The tiny world tuned end to end (up to the summary; the study report is rendered by
+    mesa_moe.study): chosen.json from real val metrics, the choice trained with every seed and
+    its seed-0 run the trial itself."""
+    config = tiny_config()
+    config["seeds"] = [0, 1]
+    config["training"]["methods"] = ["mesa", "experts_random", "sft_full"]
+    config["evaluation"] |= {"benchmarks": ["organism_direct", "organism_arith"], "limit": 2}
+    config["tuning"] = {
+        "enabled": True,
+        "trials": 2,
+        "space": {"lr": [1.0e-3, 1.0e-2], "gamma": [0.5, 2.0]},
+        "criterion": {"safety": ["organism_direct"], "utility": ["organism_arith"]},
+    }
+    result = snakemake(tmp_path, "summary", "tune_trials", config=config)
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = tmp_path / "results" / "tiny"
+    for method in config["training"]["methods"]:
+        chosen = json.loads((results / "tune" / method / "chosen.json").read_text())
+        assert set(chosen) == {
+            "method",
+            "run",
+            "params",
+            "criterion",
+            "base",
+            "feasible",
+            "trials",
+        }
+        assert chosen["method"] == method and len(chosen["trials"]) == 2
+        assert chosen["run"] in [trial["run"] for trial in chosen["trials"]]
+        assert chosen["params"] == parse_run(chosen["run"]) and "lr" in chosen["params"]
+        assert chosen["criterion"]["min_utility_ratio"] == 0.95
+        for scores in (chosen["base"], *chosen["trials"]):
+            assert 0 <= scores["safety"] <= 1 and 0 <= scores["utility"] <= 1
+        # the trials were trained with seed 0; the choice with every seed, no trial twice
+        trained = {p.name for p in (results / "train" / method).iterdir()}
+        trials = {with_seed(trial["run"], 0) for trial in chosen["trials"]}
+        assert trained == trials | {with_seed(chosen["run"], 1)}
+        evaluated = {p.name for p in (results / "eval" / method).iterdir()}
+        assert evaluated == {with_seed(chosen["run"], seed) for seed in (0, 1)}
+        spec = json.loads(
+            (results / "train" / method / with_seed(chosen["run"], 1) / "spec.json").read_text()
+        )
+        assert spec["seed"] == 1 and spec["training"]["lr"] == chosen["params"]["lr"]
+        val = json.loads(
+            (
+                results / "tune" / "eval" / method / with_seed(chosen["run"], 0) / "metrics.json"
+            ).read_text()
+        )
+        assert set(val) == {"organism_direct", "organism_arith"}
+    provenance = json.loads(
+        (results / "tune" / "eval" / "base" / "default" / "provenance.json").read_text()
+    )
+    assert all("/val_" in path for path in provenance["params"]["paths"].values())
+    trials = pd.read_parquet(results / "tune" / "trials.parquet")
+    assert len(trials.groupby(["method", "run"])) == 1 + 3 * 2
+    summary = pd.read_parquet(results / "summary.parquet")
+    assert len(summary.groupby(["method", "run"])) == 1 + 3 * 2
