@@ -1,4 +1,5 @@
 import itertools
+import json
 import os
 
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
@@ -17,16 +18,20 @@ from mesa_moe.organism import DEFAULTS as ORGANISM_DEFAULTS
 from mesa_moe.organism.benchmarks import FILES as ORGANISM_FILES
 from mesa_moe.runs import format_run, parse_run
 from mesa_moe.training import RUN_FILES
+from mesa_moe.tuning import trial_runs, with_seed
 
 validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
 config["organism"] = merge_defaults(ORGANISM_DEFAULTS, config["organism"], "organism")
 
 SEED = config["seed"]
+SEEDS = config["seeds"]
 THREADS = config["threads"]
 ORGANISM = config["model"]["source"] == "organism"
 SELECTION = config["selection"]
 TRAINING = config["training"]
 EVALUATION = config["evaluation"]
+TUNING = config["tuning"]
+TUNING_ON = TUNING["enabled"]
 CHAT_KWARGS = canonical(config["model"]["chat_template_kwargs"])
 
 # Path templates: every file a job writes is named here or in its rule, never in the library.
@@ -39,6 +44,9 @@ OT_DIR = f"{RESULTS}/select/ot/{OT_RUN}"
 SELECT_DIR = f"{RESULTS}/select/{{selector}}/{{run}}"
 TRAIN_DIR = f"{RESULTS}/train/{{method}}/{{run}}"
 EVAL_DIR = f"{RESULTS}/eval/{{method}}/{{run}}"
+TUNE_DIR = f"{RESULTS}/tune"
+TUNE_EVAL_DIR = f"{TUNE_DIR}/eval/{{method}}/{{run}}"
+CHOSEN = f"{TUNE_DIR}/{{method}}/chosen.json"
 LOGS = f"{RESULTS}/logs"
 
 
@@ -124,12 +132,16 @@ else:
         config["model"]["source"], config["model"]["revision"]
     )
     NUM_EXPERTS = ARCHITECTURE and ARCHITECTURE["num_experts"]
-for w in SELECTION["w"]:
-    if NUM_EXPERTS and w > NUM_EXPERTS:
-        raise ConfigError(
-            f"config key selection.w: {w} experts per layer, but {config['model']['source']} "
-            f"has {NUM_EXPERTS} routed experts per MoE layer"
-        )
+for key, values in (
+    ("selection.w", SELECTION["w"]),
+    ("tuning.space.w", TUNING["space"].get("w", [])),
+):
+    for w in values:
+        if NUM_EXPERTS and w > NUM_EXPERTS:
+            raise ConfigError(
+                f"config key {key}: {w} experts per layer, but {config['model']['source']} "
+                f"has {NUM_EXPERTS} routed experts per MoE layer"
+            )
 for name in ("safe", "gen"):
     if config["data"][name]["kind"] == "local":
         read_local_table(config["data"][name]["path"], f"data.{name}")
@@ -187,7 +199,8 @@ def selection_outputs():
     return ot + baselines
 
 
-# Training: the methods (mesa_moe.methods) name the parameters of their run folders.
+# Training: the methods (mesa_moe.methods) name the parameters of their run folders; every
+# setting trains once per seed (run name + seed~N).
 TRAIN_METHODS = TRAINING["methods"]
 RUN_VALUES = {
     "w": SELECTION["w"],
@@ -196,7 +209,8 @@ RUN_VALUES = {
 }
 
 
-def train_runs(method):
+def configured_settings(method):
+    """The method's settings from the config lists (run names without a seed)."""
     keys = METHODS[method].run_keys
     return [
         format_run(**dict(zip(keys, values)))
@@ -204,7 +218,20 @@ def train_runs(method):
     ]
 
 
-def train_outputs():
+def final_settings(method):
+    """The settings evaluated on the eval files: the config's, or with tuning on the one
+    chosen on the val files (known once its tune_choose checkpoint has run)."""
+    if not TUNING_ON:
+        return configured_settings(method)
+    with open(checkpoints.tune_choose.get(method=method).output.chosen) as f:
+        return [json.load(f)["run"]]
+
+
+def train_runs(method):
+    return [with_seed(run, seed) for run in final_settings(method) for seed in SEEDS]
+
+
+def train_outputs(wildcards):
     return [
         f"{TRAIN_DIR.format(method=method, run=run)}/model"
         for method in TRAIN_METHODS
@@ -240,15 +267,19 @@ def train_spec(wildcards):
     method = METHODS[wildcards.method]
     params = parse_run(wildcards.run)
     keys = TRAINING_SETTINGS + (OT_LOSS_SETTINGS if method.ot_loss else ())
+    # a tuning trial's learning rate (in its run name) replaces training.lr
+    settings = {key: TRAINING[key] for key in keys} | {
+        "lr": params.get("lr", TRAINING["lr"])
+    }
     return canonical(
         {
             "method": method.name,
             "model": trained_model_spec(),
             "data": resolved_data("safe", *(["gen"] if method.ot_loss else []))
             | {key: config["data"][key] for key in ("max_length", "max_dropped_share")},
-            "training": {key: TRAINING[key] for key in keys}
+            "training": settings
             | {"gamma": params.get("gamma", 0.0), "epsilon": params.get("eps")},
-            "seed": SEED,
+            "seed": params["seed"],
         }
     )
 
@@ -292,12 +323,18 @@ def evaluated_model_spec(wildcards):
     return model_spec() | {"source": evaluated_model(wildcards), "revision": None}
 
 
-def evaluate_input(wildcards):
+def evaluation_input(wildcards, paths):
+    """An evaluation job's inputs: D_stat, the data, the model and the benchmark files
+    `paths` (benchmark → local file) the config names."""
     inputs = {"stat": rules.profile.output.stat} | data_input(wildcards)
-    inputs |= {f"benchmark_{name}": path for name, path in EVALUATION["paths"].items()}
+    inputs |= {f"benchmark_{name}": path for name, path in paths.items()}
     if wildcards.method != BASE or ORGANISM:
         inputs["model"] = evaluated_model(wildcards)
     return inputs
+
+
+def evaluate_input(wildcards):
+    return evaluation_input(wildcards, EVALUATION["paths"])
 
 
 def benchmark_paths():
@@ -315,4 +352,94 @@ def evaluation_settings():
     return canonical(
         {key: EVALUATION[key] for key in keys}
         | {"seed": SEED, "max_length": config["data"]["max_length"]}
+    )
+
+
+# Tuning (README "Tuning"): trials trained with the first seed, scored on VAL files only.
+TRIAL_SEED = SEEDS[0]
+TRIAL_FIXED = {
+    "w": SELECTION["w"][0],
+    "eps": SELECTION["epsilon"][0],
+    "gamma": TRAINING["gamma"][0],
+    "lr": TRAINING["lr"],
+}
+CRITERION = TUNING["criterion"]
+TUNE_BENCHMARKS = list(dict.fromkeys(CRITERION["safety"] + CRITERION["utility"]))
+
+
+def trial_settings(method):
+    """The method's trial settings (run names without a seed), in trial order."""
+    return trial_runs(method, TUNING["space"], TUNING["trials"], SEED, TRIAL_FIXED)
+
+
+def tune_metrics(method, setting):
+    run = setting if method == BASE else with_seed(setting, TRIAL_SEED)
+    return f"{TUNE_EVAL_DIR.format(method=method, run=run)}/metrics.json"
+
+
+def tune_outputs():
+    """The val metrics of the Base and of every method's trials."""
+    return [tune_metrics(BASE, format_run())] + [
+        tune_metrics(method, setting)
+        for method in TRAIN_METHODS
+        for setting in trial_settings(method)
+    ]
+
+
+def organism_val_file(benchmark):
+    """The world's val file of an organism benchmark (the val twin of its eval_* file)."""
+    return organism_file(f"val_{ORGANISM_FILES[benchmark].removeprefix('eval_')}")
+
+
+def val_paths():
+    """Benchmark → VAL file of every criterion benchmark: tuning.paths, else the organism's.
+    A benchmark without one, or whose val file is an evaluation file, stops the workflow.
+    """
+    eval_files = {os.path.realpath(path) for path in benchmark_paths().values()}
+    paths = {}
+    for name in TUNE_BENCHMARKS:
+        get_benchmark(name)
+        if name in TUNING["paths"]:
+            path = TUNING["paths"][name]
+            if not os.path.isfile(path) or os.path.getsize(path) == 0:
+                raise ConfigError(
+                    f"config key tuning.paths.{name}: {path} is missing or empty"
+                )
+        elif ORGANISM and name in ORGANISM_FILES:
+            path = organism_val_file(name)
+        else:
+            raise ConfigError(
+                f"config key tuning.criterion: benchmark {name} has no validation file; "
+                f"name one in tuning.paths.{name} (tuning never reads evaluation files)"
+            )
+        if os.path.realpath(path) in eval_files:
+            raise ConfigError(
+                f"config key tuning.paths.{name}: {path} is an evaluation file "
+                "(tuning reads validation files only)"
+            )
+        paths[name] = path
+    return canonical(paths)
+
+
+VAL_PATHS = val_paths() if TUNING_ON else {}
+
+
+def tune_evaluate_input(wildcards):
+    return evaluation_input(wildcards, TUNING["paths"])
+
+
+def tune_choose_input(wildcards):
+    return {
+        "base": tune_metrics(BASE, format_run()),
+        "trials": [
+            tune_metrics(wildcards.method, setting)
+            for setting in trial_settings(wildcards.method)
+        ],
+    }
+
+
+def study_context():
+    """What the study report states besides the tables (mesa_moe.study.render_results)."""
+    return canonical(
+        {"model": config["model"]["name"], "seeds": SEEDS, "tuning": TUNING}
     )

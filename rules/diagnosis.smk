@@ -34,7 +34,8 @@ rule diagnosis:
         "../envs/mesa.yaml"
     threads: 1
     params:
-        evaluations=diagnosed_evaluations(),
-        val_params=[param for param in VAL_PARAMS if tuning_on()],
+        # a function: with tuning on, the evaluated runs are known after tune_choose
+        evaluations=lambda wildcards: diagnosed_evaluations(),
+        val_params=[param for param in VAL_PARAMS if TUNING_ON],
     script:
         "../workflow/scripts/diagnosis.py"

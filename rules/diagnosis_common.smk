@@ -6,11 +6,6 @@ TUNING_TRIALS = f"{RESULTS}/tune/trials.parquet"
 VAL_PARAMS = ("gamma", "eps")  # one figure of the tuning trials per parameter
 
 
-def tuning_on():
-    """Whether the tuning trials (TUNING_TRIALS) are made: only then are they diagnosed."""
-    return bool(config.get("tuning", {}).get("enabled", False))
-
-
 def ot_run(params):
     """The OT selection a run is measured against: its own (w, ε), else the config's first."""
     return OT_RUN.format(
@@ -66,7 +61,7 @@ def diagnosis_input(wildcards):
         "selections": sorted({s["path"] for e in evaluations for s in e["selections"]}),
         "summary": rules.summary.output.table,
     }
-    return inputs | ({"trials": TUNING_TRIALS} if tuning_on() else {})
+    return inputs | ({"trials": TUNING_TRIALS} if TUNING_ON else {})
 
 
 def val_figures():
@@ -78,5 +73,5 @@ def val_figures():
             category="Diagnosis",
         )
         for param in VAL_PARAMS
-        if tuning_on()
+        if TUNING_ON
     }

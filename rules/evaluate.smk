@@ -5,6 +5,9 @@
 localrules:
     summary,
     sweep,
+    tune_choose,
+    tune_trials,
+    study,
 
 
 rule evaluate:
@@ -39,8 +42,9 @@ rule evaluate:
 
 rule summary:
     input:
-        metrics=evaluation_outputs("metrics.json"),
-        sparsity=evaluation_outputs("sparsity.parquet"),
+        # functions: with tuning on, the runs are known once tune_choose has run
+        metrics=lambda wildcards: evaluation_outputs("metrics.json"),
+        sparsity=lambda wildcards: evaluation_outputs("sparsity.parquet"),
     output:
         table=report(
             f"{RESULTS}/summary.parquet",

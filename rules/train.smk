@@ -13,6 +13,7 @@ rule train:
         benchmark_file("train", "{method}", "{run}")
     wildcard_constraints:
         method="|".join(TRAIN_METHODS),
+        run=r"(.+_)?seed~\d+",  # every trained run names its seed
     conda:
         "../envs/mesa.yaml"
     threads: THREADS

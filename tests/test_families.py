@@ -386,11 +386,11 @@ def test_a_local_family_model_through_snakemake_in_bfloat16(tiny_model_dir, tmp_
     results = tmp_path / "results" / "v3"
     table = pd.read_parquet(results / "summary.parquet")
     assert set(table.method) == {"base", "mesa", "experts_all"}
-    for run in ("base/default", "mesa/w~2_eps~0.05_gamma~1.0", "experts_all/default"):
+    for run in ("base/default", "mesa/w~2_eps~0.05_gamma~1.0_seed~0", "experts_all/seed~0"):
         provenance = json.loads((results / "eval" / run / "provenance.json").read_text())
         assert provenance["model"]["dtype"] == "bfloat16"
         assert provenance["model"]["chat_template_kwargs"] == {"enable_thinking": False}
     trained = AutoModelForCausalLM.from_pretrained(
-        results / "train" / "mesa" / "w~2_eps~0.05_gamma~1.0" / "model"
+        results / "train" / "mesa" / "w~2_eps~0.05_gamma~1.0_seed~0" / "model"
     )
     assert trained.dtype == torch.bfloat16 and trained.config.model_type == "deepseek_v3"

@@ -70,6 +70,7 @@ def test_every_method_trains_what_it_should(train_spec, method):
         "mesa": 2 * (2 * expert + router),
         "experts_cmax": 2 * (2 * expert + router),
         "experts_cmid": 2 * (2 * expert + router),
+        "experts_random": 2 * (2 * expert + router),
         "experts_safe_top": 2 * (2 * expert + router),
         "experts_ot": 2 * 2 * expert,
         "router_only": 2 * router,

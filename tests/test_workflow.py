@@ -161,7 +161,7 @@ def test_every_method_trains_what_it_defines(run):
     for name, method in METHODS.items():
         runs = [p for p in (results / "train" / name).iterdir() if p.is_dir()]
         assert [p.name for p in runs] == [
-            "_".join(f"{k}~{v}" for k, v in zip(method.run_keys, (2, 0.05, 1.0))) or "default"
+            "_".join([*(f"{k}~{v}" for k, v in zip(method.run_keys, (2, 0.05, 1.0))), "seed~0"])
         ], name
         assert pd.read_csv(runs[0] / "train_log.csv").step.tolist() == [1, 2, 3]
         changed = changed_parameters(base, load_file(runs[0] / "model" / "model.safetensors"))
@@ -191,7 +191,7 @@ def test_evaluation_and_summary(run):
     markdown = (results / "summary.md").read_text()
     assert all(f"| {method} " in markdown for method in ("base", *METHODS))
     metrics = json.loads(
-        (results / "eval" / "mesa" / "w~2_eps~0.05_gamma~1.0" / "metrics.json").read_text()
+        (results / "eval" / "mesa" / "w~2_eps~0.05_gamma~1.0_seed~0" / "metrics.json").read_text()
     )
     assert metrics["organism_direct"]["n"] == 4
     for figure in ("safety_vs_utility.png", "safety_sparsity.png"):
@@ -214,9 +214,9 @@ def test_new_epsilon_reuses_the_profile(run):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout + result.stderr)
     assert jobs.get("select") == 1 and "profile" not in jobs and "organism_base" not in jobs
-    # mesa, experts_ot, router_only train on the new OT selection; experts_cmax, experts_cmid
-    # use the new ε in L_OT
-    assert jobs.get("train") == 5
+    # mesa, experts_ot, router_only train on the new OT selection; experts_cmax, experts_cmid,
+    # experts_random use the new ε in L_OT
+    assert jobs.get("train") == 6
 
 
 def test_schema_error_stops_before_any_job(tmp_path):
@@ -294,15 +294,15 @@ def test_list_changes_finds_nothing_after_a_run(run):
         assert "results/" not in result.stdout, (trigger, result.stdout[-2000:])
 
 
-ALL_TRAIN = {"train": 8, "evaluate": 8, "summary": 1, "sweep": 1, "all": 1}
-OT_LOSS = {"train": 4, "evaluate": 4, "summary": 1, "sweep": 1, "all": 1}
-ALL_EVAL = {"evaluate": 9, "summary": 1, "sweep": 1, "all": 1}
+ALL_TRAIN = {"train": 9, "evaluate": 9, "summary": 1, "sweep": 1, "all": 1}
+OT_LOSS = {"train": 5, "evaluate": 5, "summary": 1, "sweep": 1, "all": 1}
+ALL_EVAL = {"evaluate": 10, "summary": 1, "sweep": 1, "all": 1}
 ON_OT_PLAN = {"select": 1, "train": 3, "evaluate": 3, "summary": 1, "sweep": 1, "all": 1}
 COST_BASED = {
     "select": 1,
     "select_baseline": 6,
-    "train": 6,
-    "evaluate": 6,
+    "train": 7,
+    "evaluate": 7,
     "summary": 1,
     "sweep": 1,
     "all": 1,
@@ -437,7 +437,7 @@ def test_sweep_2x2x2(run):
         (w, eps, gamma) for w in (2, 3) for eps in (0.05, 0.5) for gamma in (0.5, 1.0)
     )
     assert sweep.pareto.any() and {"safety", "utility"} <= set(sweep.columns)
-    assert (results / "train" / "mesa" / "w~3_eps~0.5_gamma~0.5" / "model").is_dir()
+    assert (results / "train" / "mesa" / "w~3_eps~0.5_gamma~0.5_seed~0" / "model").is_dir()
     for figure in ("w", "eps", "gamma", "pareto"):
         assert (results / "sweep" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
 

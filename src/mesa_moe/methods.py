@@ -52,6 +52,8 @@ METHODS: dict[str, Method] = {
         ),
         Method("experts_cmax", "cost_min", train_experts=True, train_routers=True, ot_loss=True),
         Method("experts_cmid", "cost_mid", train_experts=True, train_routers=True, ot_loss=True),
+        # mesa with a random selection: what the OT selection adds over chance
+        Method("experts_random", "random", train_experts=True, train_routers=True, ot_loss=True),
         # SafeX-like: the safety head and the routers, L_SFT only
         Method(
             "experts_safe_top", "safe_top", train_experts=True, train_routers=True, ot_loss=False
