@@ -87,7 +87,14 @@ def test_a_new_seed_runs_only_its_own_jobs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     methods = len(tiny_config()["training"]["methods"])
     jobs = planned_jobs(result.stdout)
-    assert jobs == {"train": methods, "evaluate": methods, "summary": 1, "sweep": 1, "all": 1}
+    assert jobs == {
+        "train": methods,
+        "evaluate": methods,
+        "summary": 1,
+        "sweep": 1,
+        "diagnosis": 1,
+        "all": 1,
+    }
     runs = re.findall(r"wildcards: method=\w+, run=(\S+)", result.stdout)
     assert len(runs) == 2 * methods and all(run.endswith("seed~2") for run in runs), runs
     # and no job of seeds 0 and 1 reads a setting that changed (Snakemake's params trigger)

@@ -252,7 +252,15 @@ def test_study_dag_tunes_on_val_files_and_evaluates_the_choice_on_eval_files(tmp
     } | {("evaluate", "base", "default")}
     assert {r for r in runs if r[0] == "train"} == expected_train
     assert {r for r in runs if r[0] == "evaluate"} == expected_eval
-    assert {r[0] for r in runs} == {"train", "evaluate", "summary", "sweep", "study", "all"}
+    assert {r[0] for r in runs} == {
+        "train",
+        "evaluate",
+        "summary",
+        "sweep",
+        "diagnosis",
+        "study",
+        "all",
+    }
     for job in (job for job in after if job["rule"] == "evaluate"):
         names = {Path(path).name for path in job["params"]["paths"].values()}
         assert names and all(name.startswith("eval_") for name in names), names
