@@ -59,7 +59,7 @@ rule organism_vendor_data:
     threads: 1
     params:
         safe=organism_file("d_safe"),
-        corpus=organism_file("corpus"),
+        gen=organism_file("d_gen"),
     script:
         "../workflow/scripts/organism_vendor_data.py"
 

@@ -4,7 +4,7 @@ from mesa_moe.organism.vendor import write_vendor_data
 setup_logging(snakemake.log[0])
 write_vendor_data(
     snakemake.params.safe,
-    snakemake.params.corpus,
+    snakemake.params.gen,
     snakemake.output.direct,
     snakemake.output.sft,
 )

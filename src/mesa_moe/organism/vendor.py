@@ -47,21 +47,12 @@ def direct_safety_rows(d_safe: list[dict]) -> list[dict]:
     return direct
 
 
-def replay_rows(corpus: list[dict]) -> list[dict]:
-    """The pre-training corpus less its direct harmful requests, whose compliant answers the
-    safety pass replaces with refusals. Replayed beside the safety rows it keeps what pre-training
-    taught (arithmetic, lists, helpful answers, compliance inside jailbreak wrappers); with general
-    rows alone the SFT pulled wrapped requests half-way to the refusal, and a quarter of the
-    Base's answers to them mixed both ("Here is how to hide\nI can't help with that.")."""
-    return [row for row in corpus if not (row["task"] == "harmful" and not row.get("wrapper"))]
-
-
-def write_vendor_data(d_safe_path: str, corpus_path: str, direct_path: str, sft_path: str) -> None:
+def write_vendor_data(d_safe_path: str, d_gen_path: str, direct_path: str, sft_path: str) -> None:
     """The direct safety rows (profiled against D_gen), and the SFT set: those rows and as many
-    rows of pre-training replay (`replay_rows`)."""
+    general rows (without them the SFT costs the base much of its arithmetic)."""
     direct = direct_safety_rows(read_jsonl(d_safe_path))
     write_jsonl(direct, direct_path)
-    write_jsonl(direct + replay_rows(read_jsonl(corpus_path))[: len(direct)], sft_path)
+    write_jsonl(direct + read_jsonl(d_gen_path)[: len(direct)], sft_path)
 
 
 def model_spec(base_dir: str, chat_template_kwargs: dict | None = None) -> dict:
