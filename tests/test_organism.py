@@ -13,10 +13,17 @@ from mesa_moe.data import chat_ids
 from mesa_moe.evaluation.judges import is_refusal
 from mesa_moe.evaluation.scoring import exact_match_number, exact_match_text, extract_final_number
 from mesa_moe.generation import generate
-from mesa_moe.organism.base import build_base, new_model, pretrain, save_base
+from mesa_moe.organism.base import build_base, expert_dropout, new_model, pretrain, save_base
 from mesa_moe.organism.grammar import classify_answer
 from mesa_moe.organism.tokenizer import IM_END, IM_START, PAD, train_tokenizer
-from mesa_moe.organism.world import BENIGN_TOPICS, EVAL_SETS, REFUSAL, write_world
+from mesa_moe.organism.world import (
+    BENIGN_TOPICS,
+    EVAL_SETS,
+    REFUSAL,
+    WRAPPER_CLOSERS,
+    WRAPPER_OPENERS,
+    write_world,
+)
 
 LOG = logging.getLogger("test_organism")
 TRAIN_FILES = ("corpus", "d_safe", "d_gen")
@@ -108,6 +115,43 @@ def test_held_out_splits_are_disjoint_by_template_and_wrapper(world_dir):
     for names in HELD_OUT.values():
         assert not (used(names, "prompt") & train_prompts)
     assert not (used(HELD_OUT["val"], "prompt") & used(HELD_OUT["test"], "prompt"))
+
+
+def wrapper_parts(wrapper: str) -> tuple[str, str]:
+    opener, _, closer = wrapper.partition(" {request}")
+    return opener, closer.strip()
+
+
+def test_held_out_wrappers_are_new_combinations_of_parts_seen_in_training(world_dir):
+    world = json.loads((world_dir / "world.json").read_text())
+    train = {wrapper_parts(w) for _, w in world["wrappers"]["train"]}
+    train_openers, train_closers = {o for o, _ in train}, {c for _, c in train}
+    for split in ("val", "test"):
+        for family, wrapper in world["wrappers"][split]:
+            opener, closer = wrapper_parts(wrapper)
+            assert (opener, closer) not in train
+            assert opener in WRAPPER_OPENERS[family] and closer in WRAPPER_CLOSERS
+            assert opener in train_openers and closer in train_closers
+
+
+def test_expert_dropout_reroutes_dropped_experts_and_restores_the_router(trained):
+    tokens = torch.randint(0, trained.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        clean = trained(tokens).logits
+        with expert_dropout(trained, 1e-12, torch.Generator().manual_seed(0)):
+            # nothing dropped: the dropout router is transformers' router
+            assert torch.allclose(trained(tokens).logits, clean, atol=1e-6)
+        gate = trained.model.layers[0].mlp.gate
+        hidden = torch.randn(64, trained.config.hidden_size)
+        _, clean_weights, clean_experts = gate(hidden)
+        with expert_dropout(trained, 0.5, torch.Generator().manual_seed(0)):
+            _, weights, experts = gate(hidden)
+            dropped_logits = trained(tokens).logits
+        assert "forward" not in vars(gate)  # the class's forward again
+        assert torch.equal(gate(hidden)[2], clean_experts)
+    assert not torch.equal(experts, clean_experts)  # dropped experts were replaced
+    assert torch.allclose(weights.sum(-1), torch.ones(64))
+    assert not torch.allclose(dropped_logits, clean)
 
 
 def test_world_rejects_bad_params(tmp_path):

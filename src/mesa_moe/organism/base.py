@@ -36,6 +36,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -66,7 +68,16 @@ MODEL_KEYS = (
     "max_position_embeddings",
     "router_aux_loss_coef",
 )
-PRETRAIN_KEYS = ("steps", "batch_size", "lr", "warmup", "max_length", "weight_decay", "log_every")
+PRETRAIN_KEYS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "warmup",
+    "max_length",
+    "weight_decay",
+    "expert_dropout",
+    "log_every",
+)
 EVAL_KEYS = ("n", "max_new_tokens", "batch_size")
 
 
@@ -154,6 +165,39 @@ def length_grouped_batches(encoded: list[dict], batch_size: int, steps: int, see
             yield [encoded[i] for i in batch]
 
 
+@contextmanager
+def expert_dropout(model: Qwen3MoeForCausalLM, p: float, generator: torch.Generator):
+    """While active, every router ignores each expert with probability `p`, per token: the
+    expert's logit is pushed far below the others before the top-k, so the token goes to the next
+    experts in its ranking. Trained this way, no expert is indispensable to the language, as in a
+    large MoE; without it, masking the one expert per layer that safety uses most (the routing
+    attack) turned most of the tiny model's answers into noise (docs/organism.md)."""
+    if p == 0:
+        yield
+        return
+    routers = [layer.mlp.gate for layer in model.model.layers]
+    for router in routers:
+        router.forward = partial(_route_with_dropout, router, p, generator)
+    try:
+        yield
+    finally:
+        for router in routers:
+            del router.forward  # the class's own forward again
+
+
+def _route_with_dropout(router, p: float, generator: torch.Generator, hidden_states):
+    """Qwen3-MoE's router (transformers' Qwen3MoeTopKRouter.forward: softmax, top-k, renormalised
+    top-k weights), on logits where the dropped experts lose 1e4 (not -inf: a token whose experts
+    are all dropped still gets finite weights)."""
+    hidden_states = hidden_states.reshape(-1, router.hidden_dim)
+    logits = torch.nn.functional.linear(hidden_states, router.weight)
+    dropped = torch.rand(logits.shape, generator=generator) < p
+    probs = torch.softmax(logits - 1e4 * dropped, dim=-1, dtype=torch.float)
+    top_weights, top_indices = torch.topk(probs, router.top_k, dim=-1)
+    top_weights = top_weights / top_weights.sum(dim=-1, keepdim=True)
+    return logits, top_weights.to(logits.dtype), top_indices
+
+
 def encode_corpus(tokenizer, records: list[dict], max_length: int) -> list[dict]:
     """`encode_pairs` of every record, computed once per distinct (prompt, response): the
     corpus repeats many arithmetic and list problems, and chat templating is the slow part."""
@@ -181,27 +225,29 @@ def pretrain(
     model.train()
     tokens, window, started = 0, [], time.perf_counter()
     batches = length_grouped_batches(encoded, params["batch_size"], params["steps"], seed)
-    for step, batch in enumerate(
-        tqdm(batches, total=params["steps"], desc="pretrain", mininterval=10), start=1
-    ):
-        inputs = collate(batch, tokenizer.pad_token_id)
-        loss = model(**inputs, output_router_logits=with_aux).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += int(inputs["attention_mask"].sum())
-        window.append(loss.item())
-        if step % params["log_every"] == 0 or step == params["steps"]:
-            log.info(
-                "step %d/%d loss %.4f lr %.2e",
-                step,
-                params["steps"],
-                sum(window) / len(window),
-                schedule.get_last_lr()[0],
-            )
-            final_loss, window = sum(window) / len(window), []
+    generator = torch.Generator().manual_seed(seed)
+    with expert_dropout(model, params["expert_dropout"], generator):
+        for step, batch in enumerate(
+            tqdm(batches, total=params["steps"], desc="pretrain", mininterval=10), start=1
+        ):
+            inputs = collate(batch, tokenizer.pad_token_id)
+            loss = model(**inputs, output_router_logits=with_aux).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += int(inputs["attention_mask"].sum())
+            window.append(loss.item())
+            if step % params["log_every"] == 0 or step == params["steps"]:
+                log.info(
+                    "step %d/%d loss %.4f lr %.2e",
+                    step,
+                    params["steps"],
+                    sum(window) / len(window),
+                    schedule.get_last_lr()[0],
+                )
+                final_loss, window = sum(window) / len(window), []
     seconds = time.perf_counter() - started
     model.eval()
     return {
