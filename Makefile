@@ -25,11 +25,14 @@ run: env
 	$(BIN)/snakemake --cores $(CORES)
 
 # The study (README "Tuning"): every method tuned on val files, three seeds, the report; its
-# results.md is copied to docs/results.md. config/study.yaml extends config/config.yaml.
+# results.md and the diagnosis figures it links are copied to docs/. config/study.yaml extends
+# config/config.yaml.
 STUDY_CONFIG := config/study.yaml
+STUDY_RESULTS = results/$(shell $(BIN)/python -c "import yaml; print(yaml.safe_load(open('$(STUDY_CONFIG)'))['model']['name'])")
 study: env
 	$(BIN)/snakemake --cores $(CORES) --configfile $(STUDY_CONFIG) study
-	cp results/$$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('$(STUDY_CONFIG)'))['model']['name'])")/results.md docs/results.md
+	cp $(STUDY_RESULTS)/results.md docs/results.md
+	mkdir -p docs/diagnosis && cp $(STUDY_RESULTS)/diagnosis/*.png docs/diagnosis/
 
 test: env
 	$(BIN)/python -m pytest -q tests
