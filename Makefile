@@ -30,7 +30,7 @@ run: env
 STUDY_CONFIG := config/study.yaml
 STUDY_RESULTS = results/$(shell $(BIN)/python -c "import yaml; print(yaml.safe_load(open('$(STUDY_CONFIG)'))['model']['name'])")
 study: env
-	$(BIN)/snakemake --cores $(CORES) --configfile $(STUDY_CONFIG) study
+	$(BIN)/snakemake study --cores $(CORES) --configfile $(STUDY_CONFIG)
 	cp $(STUDY_RESULTS)/results.md docs/results.md
 	mkdir -p docs/diagnosis && cp $(STUDY_RESULTS)/diagnosis/*.png docs/diagnosis/
 
