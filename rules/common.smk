@@ -17,7 +17,7 @@ from mesa_moe.methods import BASE, METHODS
 from mesa_moe.organism import DEFAULTS as ORGANISM_DEFAULTS
 from mesa_moe.organism.benchmarks import FILES as ORGANISM_FILES
 from mesa_moe.runs import format_run, parse_run
-from mesa_moe.training import RUN_FILES
+from mesa_moe.training import OPTIONAL_SETTINGS, RUN_FILES
 from mesa_moe.tuning import trial_runs, with_seed
 
 validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
@@ -261,6 +261,20 @@ TRAINING_SETTINGS += ("checkpoint_every", "log_every", "mixed_precision")
 OT_LOSS_SETTINGS = ("reference", "online_cost")
 
 
+def optional_settings(method):
+    """The later-added settings the method reads, each only where it differs from its default:
+    a run at the defaults is the run from before they existed, and is not re-run."""
+    reads = {
+        "safety_flow_tokens": method.ot_loss,
+        "router_lr_scale": method.train_routers or method.train_everything,
+    }
+    return {
+        key: TRAINING[key]
+        for key, default in OPTIONAL_SETTINGS.items()
+        if reads[key] and TRAINING[key] != default
+    }
+
+
 def train_spec(wildcards):
     """The run's training spec less its paths: only what the method reads, so a setting another
     method uses alone never re-runs it."""
@@ -268,9 +282,11 @@ def train_spec(wildcards):
     params = parse_run(wildcards.run)
     keys = TRAINING_SETTINGS + (OT_LOSS_SETTINGS if method.ot_loss else ())
     # a tuning trial's learning rate (in its run name) replaces training.lr
-    settings = {key: TRAINING[key] for key in keys} | {
-        "lr": params.get("lr", TRAINING["lr"])
-    }
+    settings = (
+        {key: TRAINING[key] for key in keys}
+        | optional_settings(method)
+        | {"lr": params.get("lr", TRAINING["lr"])}
+    )
     return canonical(
         {
             "method": method.name,

@@ -13,6 +13,7 @@ from mesa_moe.losses import (
     RouterTap,
     online_costs,
     routing_loss,
+    safety_flow_mask,
     safety_target,
     sft_loss,
 )
@@ -222,6 +223,71 @@ def test_routing_loss_gradient_flows_through_the_current_routing_only(moved, flo
         for weights in tap.frozen_weights.values()
         for w in weights
     )
+
+
+def response_labels(input_ids):
+    """Labels of padded_batch's rows with a prompt and a response each (-100 off the response):
+    row 0 responds at 6..9, the right-padded row 1 at 3..5, the left-padded row 2 at 7..9."""
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    for row, start, end in ((0, 6, 10), (1, 3, 6), (2, 7, 10)):
+        labels[row, start:end] = input_ids[row, start:end]
+    return labels
+
+
+PROMPT_TOKEN, RESPONSE_TOKEN = 2, 7  # flat indices of row 0's tokens 2 (prompt), 7 (response)
+
+
+@pytest.mark.parametrize("tokens", ["all", "response"])
+def test_safety_flow_tokens_choose_the_tokens_the_safety_flow_averages(moved, tokens):
+    """`response`: a prompt token's routing does not enter the safety flow (its loss and its
+    gradient); `all`: every real token's does, the prompt's included."""
+    model, tap, original, inputs = moved
+    input_ids, mask = padded_batch(model.config.vocab_size)
+    labels = response_labels(input_ids)
+    costs = {layer: cost_vector(SELECTED[layer]) for layer in MOE_LAYERS}
+    costs_t = {k: torch.tensor(v, dtype=torch.float32) for k, v in costs.items()}
+    forward(model, input_ids, mask)
+    counted = safety_flow_mask(mask, labels, tokens)
+    by_hand = mask if tokens == "all" else (labels != IGNORE_INDEX).long()
+    current = {layer: router(model, layer).weight for layer in MOE_LAYERS}
+    expected = expected_flow(inputs, original, current, by_hand, costs)
+    got = routing_loss(tap, counted, None, costs_t, EPSILON)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # the loss's gradient with respect to each token's routing logits (later layers' hidden
+    # states also depend on earlier tokens through attention: held fixed here)
+    leaves = {layer: logits.detach().requires_grad_() for layer, logits in tap.logits.items()}
+    tap.logits.update(leaves)
+    gradients = torch.autograd.grad(
+        routing_loss(tap, counted, None, costs_t, EPSILON), list(leaves.values())
+    )
+    for layer, gradient in zip(leaves, gradients):
+        assert gradient[RESPONSE_TOKEN].abs().max() > 1e-6
+        prompt_moves = bool(gradient[PROMPT_TOKEN].abs().max() > 1e-6)
+        assert prompt_moves == (tokens == "all"), layer
+        assert torch.count_nonzero(gradient[~mask.reshape(-1).bool()]) == 0  # padding never
+
+    def loss_with_logits_moved_at(token):
+        generator = torch.Generator().manual_seed(4)
+        for layer in MOE_LAYERS:
+            logits = tap.logits[layer].detach().clone()
+            logits[token] += torch.randn(NUM_EXPERTS, generator=generator)
+            tap.logits[layer] = logits
+        with torch.no_grad():
+            return routing_loss(tap, counted, None, costs_t, EPSILON).item()
+
+    assert loss_with_logits_moved_at(RESPONSE_TOKEN) != pytest.approx(got.item(), rel=1e-4)
+    tap.logits.update(leaves)
+    moved_prompt = loss_with_logits_moved_at(PROMPT_TOKEN)
+    if tokens == "response":
+        assert moved_prompt == pytest.approx(got.item(), rel=1e-6)
+    else:
+        assert moved_prompt != pytest.approx(got.item(), rel=1e-4)
+
+
+def test_safety_flow_tokens_rejects_other_values():
+    mask = torch.ones(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="safety_flow_tokens must be one of .* got 'prompt'"):
+        safety_flow_mask(mask, torch.zeros_like(mask), "prompt")
 
 
 def test_base_forward_reference_is_the_starting_model_on_its_own_hidden_states(tiny_model_dir):

@@ -457,3 +457,82 @@ def test_gamma_weighs_both_flows_of_the_routing_loss(train_spec, monkeypatch, ti
     for other in (gradients(0.0, gen="d_safe.jsonl"), gradients(0.0, online_cost="global")):
         for a, b in zip(g0, other):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_safety_flow_tokens_reach_the_safety_flow(train_spec, monkeypatch):
+    """`response` leaves the D_safe prompts out of the safety flow: another first-step gradient."""
+
+    def gradients(tokens):
+        spec = train_spec("mesa", steps=2, grad_clip=0, safety_flow_tokens=tokens)
+        return first_step_gradients(monkeypatch, spec)
+
+    every, response = gradients("all"), gradients("response")
+    assert max((a - b).abs().max() for a, b in zip(every, response)) > 1e-4
+    for a, b in zip(every, gradients("all")):  # and nothing else differs between two runs
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+ROUTER_KEY = re.compile(r"model\.layers\.\d+\.mlp\.gate\.weight")
+
+
+@pytest.mark.parametrize("method", ["mesa", "router_only", "experts_all", "sft_full"])
+def test_router_lr_scale_scales_the_router_updates_only(tiny_model_dir, train_spec, method):
+    """One AdamW step moves a tensor by lr · (its decay + its Adam direction), the direction
+    the same in both runs: the routers' change scales with router_lr_scale, nothing else's."""
+
+    def changes(scale):
+        spec = train_spec(method, steps=1, router_lr_scale=scale)
+        spec["out_dir"] = f"{spec['out_dir']}-{scale}"
+        train(spec)
+        before, after = weights(tiny_model_dir / "model"), weights(Path(spec["out_dir"]) / "model")
+        return {name: after[name] - before[name] for name in before}
+
+    full, tenth = changes(1.0), changes(0.1)
+    routers = [name for name in full if ROUTER_KEY.fullmatch(name)]
+    assert len(routers) == 2
+    for name, change in full.items():
+        if name in routers:
+            assert change.abs().max() > 1e-3, name
+            torch.testing.assert_close(tenth[name], 0.1 * change, rtol=1e-3, atol=1e-6, msg=name)
+        else:
+            torch.testing.assert_close(tenth[name], change, rtol=1e-5, atol=1e-7, msg=name)
+    others_train = any(change.abs().max() > 1e-3 for n, change in full.items() if n not in routers)
+    assert others_train == (method != "router_only")
+
+
+class GroupsSeen(Exception):
+    """Raised by GroupRecordingAdamW at the first step, carrying its parameter groups."""
+
+
+class GroupRecordingAdamW(torch.optim.AdamW):
+    def step(self, closure=None):
+        raise GroupsSeen([(group["lr"], list(group["params"])) for group in self.param_groups])
+
+
+def test_router_lr_scale_trains_the_float32_router_masters(
+    train_spec, monkeypatch, fresh_accelerator_state
+):
+    """In a bfloat16 model the routers train as float32 masters: those are the scaled group."""
+    monkeypatch.setattr(torch.optim, "AdamW", GroupRecordingAdamW)
+    spec = train_spec("mesa", steps=2, mixed_precision="bf16", router_lr_scale=0.25)
+    spec["model"] = spec["model"] | {"dtype": "bfloat16"}
+    with pytest.raises(GroupsSeen) as seen:
+        train(spec)
+    (lr, rest), (router_lr, routers) = seen.value.args[0]
+    assert lr == pytest.approx(1e-2) and router_lr == pytest.approx(0.25e-2)
+    assert [(p.dtype, tuple(p.shape)) for p in routers] == [(torch.float32, (6, 16))] * 2
+    assert len(rest) == 2 * 2  # the selected experts' gate_up and down of both MoE layers
+    assert all(p.dtype == torch.float32 and p.shape[0] == 2 for p in rest)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("router_lr_scale", 0, "router_lr_scale must be a number > 0, got 0"),
+        ("router_lr_scale", "fast", "router_lr_scale must be a number > 0, got 'fast'"),
+        ("safety_flow_tokens", "prompt", "safety_flow_tokens must be one of .* got 'prompt'"),
+    ],
+)
+def test_bad_training_knob_names_its_key(train_spec, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        train(train_spec("mesa", **{key: value}))

@@ -296,6 +296,9 @@ def test_list_changes_finds_nothing_after_a_run(run):
 
 ALL_TRAIN = {"train": 9, "evaluate": 9, "summary": 1, "sweep": 1, "all": 1}
 OT_LOSS = {"train": 5, "evaluate": 5, "summary": 1, "sweep": 1, "all": 1}
+# every method but experts_ot trains its routers (sft_full among all its parameters); the
+# diagnosis reads mesa's run
+ROUTERS_TRAIN = {"train": 8, "evaluate": 8, "diagnosis": 1, "summary": 1, "sweep": 1, "all": 1}
 ALL_EVAL = {"evaluate": 10, "summary": 1, "sweep": 1, "all": 1}
 ON_OT_PLAN = {"select": 1, "train": 3, "evaluate": 3, "summary": 1, "sweep": 1, "all": 1}
 COST_BASED = {
@@ -321,6 +324,10 @@ COST_BASED = {
         ("data", "max_dropped_share", 0.2, ALL_TRAIN),
         ("training", "reference", "base_forward", OT_LOSS),
         ("training", "online_cost", "global", OT_LOSS),
+        ("training", "safety_flow_tokens", "response", OT_LOSS | {"diagnosis": 1}),
+        ("training", "safety_flow_tokens", "all", {}),
+        ("training", "router_lr_scale", 0.5, ROUTERS_TRAIN),
+        ("training", "router_lr_scale", 1.0, {}),
         ("selection", "tau", 0.0, ON_OT_PLAN),
         ("selection", "max_iter", 500, ON_OT_PLAN),
         ("selection", "alpha_shift", 2.0, COST_BASED),
@@ -336,6 +343,18 @@ def test_a_changed_setting_reruns_exactly_what_reads_it(run, section, key, value
     result = snakemake(workdir, "-n", config=config)
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(result.stdout) == expected
+
+
+@pytest.mark.slow
+def test_later_training_settings_at_their_defaults_leave_the_spec_as_before(run):
+    """A run at the defaults of safety_flow_tokens and router_lr_scale has the spec (the train
+    rule's params) of a run from before they existed: such runs are not re-run."""
+    workdir, _ = run
+    specs = sorted(workdir.glob("results/tiny/**/spec.json"))
+    assert len(specs) >= 9
+    for path in specs:
+        training = json.loads(path.read_text())["training"]
+        assert not {"safety_flow_tokens", "router_lr_scale"} & set(training), path
 
 
 def reordered(value):

@@ -4,7 +4,9 @@ Per MoE layer ℓ and real token t, with P_φ(t) the current routing and P_ref(t
 - safety flow (D_safe tokens): π*_safe(t) = argmin_π ⟨π, C_ℓ⟩ + ε KL(π ‖ P_ref(t)) over the simplex,
   i.e. π*_safe(t) ∝ P_ref(t) ⊙ exp(−C_ℓ / ε); loss KL(π*_safe(t) ‖ P_φ(t));
 - general flow (D_gen tokens): C = 0, so π* = P_ref(t); loss KL(P_ref(t) ‖ P_φ(t)).
-Each flow is the mean over real tokens and MoE layers; L_OT = safety flow + general flow.
+Each flow is the mean over its tokens and MoE layers; L_OT = safety flow + general flow. The
+general flow takes every real token; the safety flow every real token (`all`) or only the response
+tokens, those L_SFT learns (`response`: training.safety_flow_tokens).
 """
 
 from __future__ import annotations
@@ -16,6 +18,26 @@ import torch.nn.functional as F
 
 from .adapters import MoEAdapter
 from .data import IGNORE_INDEX
+
+SAFETY_FLOW_TOKENS = ("all", "response")
+
+
+def safety_flow_mask(
+    attention_mask: torch.Tensor, labels: torch.Tensor, tokens: str
+) -> torch.Tensor:
+    """The D_safe tokens [B, S] the safety flow averages over: every real token (`all`) or only
+    the response tokens (`response`: labels ≠ IGNORE_INDEX, those L_SFT learns)."""
+    check_safety_flow_tokens(tokens)
+    if tokens == "response":
+        return attention_mask.bool() & (labels != IGNORE_INDEX)
+    return attention_mask.bool()
+
+
+def check_safety_flow_tokens(tokens: str) -> None:
+    if tokens not in SAFETY_FLOW_TOKENS:
+        raise ValueError(
+            f"training.safety_flow_tokens must be one of {list(SAFETY_FLOW_TOKENS)}, got {tokens!r}"
+        )
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -108,17 +130,18 @@ class BaseForwardReference:
 
 def routing_loss(
     tap: RouterTap,
-    attention_mask: torch.Tensor,
+    token_mask: torch.Tensor,
     references: dict[int, torch.Tensor] | None,
     online_cost: dict[int, torch.Tensor] | None,
     epsilon: float,
 ) -> torch.Tensor:
-    """Mean over MoE layers of the mean over real tokens of KL(target ‖ P_φ).
+    """Mean over MoE layers of the mean over the tokens of `token_mask` [B, S] (the real tokens,
+    or the safety flow's `safety_flow_mask`) of KL(target ‖ P_φ).
 
     online_cost {layer: C [E]} gives the safety flow; None gives the general flow (target P_ref).
     references {layer: P_ref [T, E]} from a base forward, or None for the frozen-router reference.
     """
-    real = attention_mask.reshape(-1).bool()
+    counted = token_mask.reshape(-1).bool()
     per_layer = []
     for layer in tap.adapter.layers:
         reference = (
@@ -126,13 +149,13 @@ def routing_loss(
             if references is not None
             else tap.frozen_router_reference(layer.index)
         )
-        reference = reference[real]
+        reference = reference[counted]
         target = (
             reference
             if online_cost is None
             else safety_target(reference, online_cost[layer.index].to(reference.device), epsilon)
         )
-        per_layer.append(kl_divergence(target, tap.routing(layer.index)[real]).mean())
+        per_layer.append(kl_divergence(target, tap.routing(layer.index)[counted]).mean())
     return torch.stack(per_layer).mean()
 
 

@@ -195,6 +195,21 @@ def make_trainable(
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def trained_router_parameters(adapter: MoEAdapter) -> list[nn.Parameter]:
+    """The routers' tensors that train (their float32 masters where the model computes in a lower
+    precision); empty when the routers are frozen."""
+    found = []
+    for layer in adapter.layers:
+        for name in adapter.router_parameters:
+            if parametrize.is_parametrized(layer.router, name):
+                tensor = layer.router.parametrizations[name].original
+            else:
+                tensor = getattr(layer.router, name)
+            if tensor.requires_grad:
+                found.append(tensor)
+    return found
+
+
 def merge_trainable(adapter: MoEAdapter) -> None:
     """Write trained experts back into the fused tensors, drop the wrappers and the float32
     masters (before saving): the model is again an ordinary one, in its own dtype."""

@@ -32,15 +32,30 @@ from .adapters import adapter_for, load_model, model_identity
 from .artifacts import atomic_path, write_json, write_provenance
 from .data import collate, encode_training_pairs, load_pairs
 from .logs import setup_logging
-from .losses import BaseForwardReference, RouterTap, online_costs, routing_loss, sft_loss
+from .losses import (
+    BaseForwardReference,
+    RouterTap,
+    check_safety_flow_tokens,
+    online_costs,
+    routing_loss,
+    safety_flow_mask,
+    sft_loss,
+)
 from .methods import get_method
 from .reporting import plot_loss_curve
 from .schedule import warmup_cosine
-from .trainable import make_trainable, merge_trainable, selected_by_layer
+from .trainable import (
+    make_trainable,
+    merge_trainable,
+    selected_by_layer,
+    trained_router_parameters,
+)
 
 log = logging.getLogger(__name__)
 LR_FLOOR = 0.1  # the cosine decays to 10 % of the peak learning rate
 LOG_COLUMNS = ["step", "loss", "sft", "ot_safe", "ot_gen", "lr", "tokens", "seconds"]
+# Settings a spec may leave out (a run from before they existed): these values are that run.
+OPTIONAL_SETTINGS = {"safety_flow_tokens": "all", "router_lr_scale": 1.0}
 CHECKPOINT_KEYS = frozenset({"step", "trainable", "optimizer", "scheduler", "rows", "fingerprint"})
 
 
@@ -210,12 +225,14 @@ def train(spec: dict) -> dict:
     spec keys: method, model {source, revision, dtype, chat_template_kwargs}, selection
     (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training
     {steps, batch_size, lr, weight_decay, warmup, grad_clip, gamma, epsilon, reference,
-    online_cost, checkpoint_every, log_every, mixed_precision}, seed, paths (every file it
+    online_cost, checkpoint_every, log_every, mixed_precision, and optionally
+    safety_flow_tokens, router_lr_scale: see OPTIONAL_SETTINGS}, seed, paths (every file it
     writes, see RUN_FILES; or out_dir, a folder laid out as `run_paths`), and optionally
     stop_after (end the process after that step: used to test resuming).
     """
     method = get_method(spec["method"])
-    cfg = spec["training"]
+    cfg = OPTIONAL_SETTINGS | spec["training"]
+    check_optional_settings(cfg)
     paths = spec_paths(spec)
     mixed = cfg.get("mixed_precision", "auto")
     if mixed == "auto":
@@ -280,7 +297,11 @@ def train(spec: dict) -> dict:
         )
         costs = online_costs(adapter, selected, cfg["online_cost"], offline)
 
-    optimizer = torch.optim.AdamW(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = torch.optim.AdamW(
+        parameter_groups(parameters, trained_router_parameters(adapter), cfg),
+        lr=cfg["lr"],
+        weight_decay=cfg["weight_decay"],
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, cfg["warmup"], cfg["steps"], LR_FLOOR)
     )
@@ -357,9 +378,10 @@ def train(spec: dict) -> dict:
                     if reference
                     else None
                 )
-                ot_safe = routing_loss(
-                    tap, safe_batch["attention_mask"], refs, costs, cfg["epsilon"]
+                tokens = safety_flow_mask(
+                    safe_batch["attention_mask"], safe_batch["labels"], cfg["safety_flow_tokens"]
                 )
+                ot_safe = routing_loss(tap, tokens, refs, costs, cfg["epsilon"])
                 terms["ot_safe"] = ot_safe.item()
                 loss = loss + cfg["gamma"] * ot_safe
         accelerator.backward(loss)
@@ -374,7 +396,7 @@ def train(spec: dict) -> dict:
                 "step": step + 1,
                 "loss": total,
                 **terms,
-                "lr": scheduler.get_last_lr()[0],
+                "lr": scheduler.get_last_lr()[0],  # group 0: training.lr, never the router group
                 "tokens": int(safe_batch["attention_mask"].sum()) * world,
                 "seconds": time.time() - clock,
             }
@@ -422,6 +444,30 @@ def train(spec: dict) -> dict:
         shutil.rmtree(paths["checkpoints"], ignore_errors=True)
         log.info("done: %s", json.dumps(summary))
     return summary
+
+
+def check_optional_settings(cfg: dict) -> None:
+    """A clear error naming the key before any model loads."""
+    check_safety_flow_tokens(cfg["safety_flow_tokens"])
+    scale = cfg["router_lr_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+        raise ValueError(f"training.router_lr_scale must be a number > 0, got {scale!r}")
+
+
+def parameter_groups(
+    parameters: list[torch.Tensor], routers: list[torch.Tensor], cfg: dict
+) -> list[dict]:
+    """AdamW's parameter groups: the routers' tensors at lr × training.router_lr_scale, the rest
+    at lr (one schedule scales both). Group 0 is always at lr, even when empty (router_only).
+    At scale 1 one group, as in runs from before the setting (so their checkpoints resume)."""
+    router_ids = {id(tensor) for tensor in routers}
+    in_routers = [p for p in parameters if id(p) in router_ids]
+    if cfg["router_lr_scale"] == 1.0 or not in_routers:
+        return [{"params": parameters, "lr": cfg["lr"]}]
+    return [
+        {"params": [p for p in parameters if id(p) not in router_ids], "lr": cfg["lr"]},
+        {"params": in_routers, "lr": cfg["lr"] * cfg["router_lr_scale"]},
+    ]
 
 
 def save_trained(model, tokenizer, adapter, path: Path) -> None:
