@@ -294,22 +294,15 @@ def test_list_changes_finds_nothing_after_a_run(run):
         assert "results/" not in result.stdout, (trigger, result.stdout[-2000:])
 
 
-ALL_TRAIN = {"train": 9, "evaluate": 9, "summary": 1, "sweep": 1, "all": 1}
-OT_LOSS = {"train": 5, "evaluate": 5, "summary": 1, "sweep": 1, "all": 1}
-# every method but experts_ot trains its routers (sft_full among all its parameters); the
-# diagnosis reads mesa's run
-ROUTERS_TRAIN = {"train": 8, "evaluate": 8, "diagnosis": 1, "summary": 1, "sweep": 1, "all": 1}
-ALL_EVAL = {"evaluate": 10, "summary": 1, "sweep": 1, "all": 1}
-ON_OT_PLAN = {"select": 1, "train": 3, "evaluate": 3, "summary": 1, "sweep": 1, "all": 1}
-COST_BASED = {
-    "select": 1,
-    "select_baseline": 6,
-    "train": 7,
-    "evaluate": 7,
-    "summary": 1,
-    "sweep": 1,
-    "all": 1,
-}
+# after any evaluation: the summary, the sweep and the diagnosis (which reads every evaluation)
+REPORTS = {"summary": 1, "sweep": 1, "diagnosis": 1, "all": 1}
+ALL_TRAIN = {"train": 9, "evaluate": 9} | REPORTS
+OT_LOSS = {"train": 5, "evaluate": 5} | REPORTS
+# every method but experts_ot trains its routers (sft_full among all its parameters)
+ROUTERS_TRAIN = {"train": 8, "evaluate": 8} | REPORTS
+ALL_EVAL = {"evaluate": 10} | REPORTS
+ON_OT_PLAN = {"select": 1, "train": 3, "evaluate": 3} | REPORTS
+COST_BASED = {"select": 1, "select_baseline": 6, "train": 7, "evaluate": 7} | REPORTS
 
 
 @pytest.mark.slow
@@ -324,7 +317,7 @@ COST_BASED = {
         ("data", "max_dropped_share", 0.2, ALL_TRAIN),
         ("training", "reference", "base_forward", OT_LOSS),
         ("training", "online_cost", "global", OT_LOSS),
-        ("training", "safety_flow_tokens", "response", OT_LOSS | {"diagnosis": 1}),
+        ("training", "safety_flow_tokens", "response", OT_LOSS),
         ("training", "safety_flow_tokens", "all", {}),
         ("training", "router_lr_scale", 0.5, ROUTERS_TRAIN),
         ("training", "router_lr_scale", 1.0, {}),
