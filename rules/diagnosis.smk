@@ -14,15 +14,10 @@ rule diagnosis:
         unpack(diagnosis_input),
     output:
         **val_figures(),
+        **attack_outputs(),
         shift=f"{DIAGNOSIS_DIR}/routing_shift.parquet",
         shift_figure=report(
             f"{DIAGNOSIS_DIR}/routing_shift.png",
-            caption="../workflow/report/diagnosis.rst",
-            category="Diagnosis",
-        ),
-        attack=f"{DIAGNOSIS_DIR}/asr_vs_m.parquet",
-        attack_figure=report(
-            f"{DIAGNOSIS_DIR}/asr_vs_m.png",
             caption="../workflow/report/diagnosis.rst",
             category="Diagnosis",
         ),

@@ -64,6 +64,26 @@ def diagnosis_input(wildcards):
     return inputs | ({"trials": TUNING_TRIALS} if TUNING_ON else {})
 
 
+# The routing-attack part of the diagnosis exists only when a benchmark runs the attack.
+ATTACKED = any(
+    get_benchmark(name).attack == "routing" for name in EVALUATION["benchmarks"]
+)
+
+
+def attack_outputs():
+    """The ASR-vs-m table and figure {key: path}; none without a routing-attack benchmark."""
+    if not ATTACKED:
+        return {}
+    return {
+        "attack": f"{DIAGNOSIS_DIR}/asr_vs_m.parquet",
+        "attack_figure": report(
+            f"{DIAGNOSIS_DIR}/asr_vs_m.png",
+            caption="../workflow/report/diagnosis.rst",
+            category="Diagnosis",
+        ),
+    }
+
+
 def val_figures():
     """The validation figures {param: path}; none when tuning is off."""
     return {

@@ -292,3 +292,27 @@ def test_default_workflow_plans_the_diagnosis(tmp_path):
         assert path in job
     assert "diagnosis/routing_shift.png" in job and "val_vs_gamma" not in job
     assert "tune/trials.parquet" not in job
+    assert "diagnosis/asr_vs_m.png" in job
+
+
+def test_without_a_routing_attack_the_diagnosis_has_no_attack_part(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["evaluation"]["benchmarks"] = ["organism_direct", "organism_arith"]
+    result = snakemake(tmp_path, "-n", config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = (result.stdout + result.stderr).split("rule diagnosis:")[1].split("rule ")[0]
+    assert "diagnosis/routing_shift.png" in job and "asr_vs_m" not in job
+
+
+def test_write_diagnosis_without_the_attack(tmp_path):
+    evaluations = write_tables(tmp_path)
+    out = tmp_path / "diagnosis"
+    write_diagnosis(
+        evaluations,
+        str(tmp_path / "summary.parquet"),
+        str(out / "routing_shift.parquet"),
+        str(out / "routing_shift.png"),
+        None,
+        None,
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["routing_shift.parquet", "routing_shift.png"]

@@ -357,14 +357,15 @@ def write_diagnosis(
     summary_path: str,
     shift_path: str,
     shift_figure: str,
-    attack_path: str,
-    attack_figure: str,
+    attack_path: str | None,
+    attack_figure: str | None,
     trials_path: str | None = None,
     trial_figures: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """The `diagnosis` stage. evaluations: per evaluated model {method, run, activations,
-    sparsity, selections: [{selector, run, path}]}. trial_figures {gamma: path, eps: path} with
-    trials_path (the tuning trials) when tuning ran."""
+    sparsity, selections: [{selector, run, path}]}. attack_path and attack_figure (None when no
+    benchmark runs the routing attack). trial_figures {gamma: path, eps: path} with trials_path
+    (the tuning trials) when tuning ran."""
     shift = pd.concat(
         [
             routing_shift(
@@ -381,11 +382,12 @@ def write_diagnosis(
         ],
         ignore_index=True,
     )
-    attack = attack_table(pd.read_parquet(summary_path))
     write_parquet(shift, shift_path)
-    write_parquet(attack, attack_path)
     plot_routing_shift(shift, shift_figure)
-    plot_asr_vs_m(attack, attack_figure)
+    if attack_path is not None:
+        attack = attack_table(pd.read_parquet(summary_path))
+        write_parquet(attack, attack_path)
+        plot_asr_vs_m(attack, attack_figure)
     if trials_path is not None:
         scores = trial_scores(pd.read_parquet(trials_path))
         for param, figure in (trial_figures or {}).items():

@@ -7,8 +7,8 @@ write_diagnosis(
     snakemake.input.summary,
     snakemake.output.shift,
     snakemake.output.shift_figure,
-    snakemake.output.attack,
-    snakemake.output.attack_figure,
+    snakemake.output.get("attack"),
+    snakemake.output.get("attack_figure"),
     snakemake.input.get("trials"),
     {param: snakemake.output[f"val_vs_{param}"] for param in snakemake.params.val_params},
 )
