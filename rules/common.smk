@@ -16,9 +16,9 @@ from mesa_moe.evaluation.benchmarks import get_benchmark
 from mesa_moe.methods import BASE, METHODS
 from mesa_moe.organism import DEFAULTS as ORGANISM_DEFAULTS
 from mesa_moe.organism.benchmarks import FILES as ORGANISM_FILES
-from mesa_moe.runs import format_run, parse_run
+from mesa_moe.runs import format_run, parse_run, with_seed
 from mesa_moe.training import OPTIONAL_SETTINGS, RUN_FILES
-from mesa_moe.tuning import trial_runs, with_seed
+from mesa_moe.tuning import trial_runs
 
 validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
 config["organism"] = merge_defaults(ORGANISM_DEFAULTS, config["organism"], "organism")

@@ -15,10 +15,10 @@ from mesa_moe.diagnosis import (
     routed_shares,
     routing_shift,
     seed_spread,
-    setting_of,
     trial_scores,
     write_diagnosis,
 )
+from mesa_moe.runs import seed_of, setting_of
 
 # Two layers, four experts, top-2, 5 tokens per source: 10 routing slots per layer and source.
 COUNTS = {
@@ -136,13 +136,10 @@ def test_seeds_are_averaged_per_setting_only():
 
 
 def test_setting_is_the_run_less_its_seed():
-    assert setting_of("w~4_eps~0.05_gamma~0.3_lr~0.003_seed~2") == (
-        "w~4_eps~0.05_gamma~0.3_lr~0.003",
-        2.0,
-    )
-    setting, seed = setting_of("default")
-    assert setting == "default" and np.isnan(seed)
-    assert setting_of("seed~1") == ("default", 1.0)
+    run = "w~4_eps~0.05_gamma~0.3_lr~0.003_seed~2"
+    assert (setting_of(run), seed_of(run)) == ("w~4_eps~0.05_gamma~0.3_lr~0.003", 2.0)
+    assert setting_of("default") == "default" and np.isnan(seed_of("default"))
+    assert (setting_of("seed~1"), seed_of("seed~1")) == ("default", 1.0)
 
 
 def summary_rows(method, run, benchmark, metric, value, degenerate=np.nan, kind="safety"):

@@ -150,6 +150,16 @@ def test_expert_dropout_reroutes_dropped_experts_and_restores_the_router(trained
         assert "forward" not in vars(gate)  # the class's forward again
         assert torch.equal(gate(hidden)[2], clean_experts)
     assert not torch.equal(experts, clean_experts)  # dropped experts were replaced
+    # the same draw as the router's: no token whose undropped experts suffice gets a dropped one
+    dropped = (
+        torch.rand(
+            clean_weights.shape[:1] + (trained.config.num_experts,),
+            generator=torch.Generator().manual_seed(0),
+        )
+        < 0.5
+    )
+    enough = (~dropped).sum(-1) >= trained.config.num_experts_per_tok
+    assert enough.any() and not dropped.gather(1, experts)[enough].any()
     assert torch.allclose(weights.sum(-1), torch.ones(64))
     assert not torch.allclose(dropped_logits, clean)
 

@@ -22,13 +22,12 @@ from mesa_moe.reporting import (
     plot_pareto,
     plot_safety_vs_utility,
     plot_sweep,
-    setting_of,
     setting_scores,
     summary_markdown,
     summary_table,
     sweep_table,
 )
-from mesa_moe.runs import parse_run
+from mesa_moe.runs import parse_run, setting_of
 
 REFUSAL, COMPLIANCE = "I can't help with that.", "Sure, here is how: step 1, open the lock."
 # verdicts [True, True, False, False, False]: 2 of 5 rows safe / refused / correct / passed

@@ -12,13 +12,12 @@ import yaml
 from dag import ROOT, dag_jobs, materialise
 from test_workflow import snakemake, tiny_config
 
-from mesa_moe.runs import parse_run
+from mesa_moe.runs import parse_run, with_seed
 from mesa_moe.tuning import (
     choose,
     criterion_scores,
     headline_score,
     trial_runs,
-    with_seed,
     write_choice,
 )
 

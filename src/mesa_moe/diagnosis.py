@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from .artifacts import write_parquet  # noqa: E402
 from .reporting import _save, run_scores  # noqa: E402
-from .runs import format_run, parse_run  # noqa: E402
+from .runs import parse_run, seed_of, setting_of  # noqa: E402
 
 OT = "ot"  # the selector of MESA's own selection
 SHIFT_COLUMNS = [
@@ -46,13 +46,6 @@ SHIFT_COLUMNS = [
 ]
 SHIFT_VALUES = ("safe_share", "gen_share", "uniform_share", "safe_entropy", "max_entropy")
 ATTACK_METRIC = re.compile(r"^asr_m(\d+)$")
-
-
-def setting_of(run: str) -> tuple[str, float]:
-    """A run name's setting (the name less `seed~N`) and its seed (NaN without one)."""
-    params = parse_run(run)
-    seed = params.pop("seed", np.nan)
-    return format_run(**params), float(seed)
 
 
 def _require(table: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -119,7 +112,7 @@ def routing_shift(
     _require(sparsity, ["layer", "entropy", "max_entropy"], "sparsity")
     if not selections:
         raise ValueError(f"{method} {run}: no selection to measure routing against")
-    setting, seed = setting_of(run)
+    setting, seed = setting_of(run), seed_of(run)
     entropy = sparsity.set_index("layer")
     if set(entropy.index) != set(activations.layer):
         raise ValueError(
@@ -256,8 +249,7 @@ def attack_table(summary: pd.DataFrame) -> pd.DataFrame:
             "summary: no routing-attack metric (asr_m<m>); add a benchmark with the routing "
             "attack to evaluation.benchmarks"
         )
-    settings = rows.run.map(lambda run: setting_of(run)[0])
-    rows = rows.assign(setting=settings, asr=rows.value)
+    rows = rows.assign(setting=rows.run.map(setting_of), asr=rows.value)
     return seed_spread(
         rows, ["method", "setting", "benchmark", "m"], ["asr", "degenerate"]
     ).sort_values(["benchmark", "method", "setting", "m"], ignore_index=True)
@@ -311,8 +303,7 @@ def trial_scores(trials: pd.DataFrame) -> pd.DataFrame:
     params = scores.run.map(parse_run)
     for key in TRIAL_PARAMS:
         scores[key] = params.map(lambda p, key=key: p.get(key, np.nan)).astype(float)
-    settings = scores.run.map(setting_of)
-    return scores.assign(setting=settings.str[0], seed=settings.str[1])
+    return scores.assign(setting=scores.run.map(setting_of), seed=scores.run.map(seed_of))
 
 
 def plot_val_vs(scores: pd.DataFrame, param: str, path: str | os.PathLike) -> None:

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 
 from .artifacts import atomic_path, write_parquet  # noqa: E402
 from .cost import beta_rational_cost, cost_minimum  # noqa: E402
-from .runs import NO_PARAMS, parse_run  # noqa: E402
+from .runs import NO_PARAMS, parse_run, setting_of  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -171,14 +171,6 @@ def summary_table(model: str, metrics_paths: list[str]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     floats = ("lr", "seed", "degenerate", "string_judge_agreement")
     return table.astype(dict.fromkeys(floats, float))
-
-
-def setting_of(run: str) -> str:
-    """The run name without its training seed: the setting of which the run is one seed
-    ('w~4_eps~0.05_seed~1' → 'w~4_eps~0.05', 'seed~0' → 'default')."""
-    parse_run(run)  # a malformed name is an error here, not a silently separate setting
-    kept = [part for part in run.split("_") if not part.startswith("seed~")]
-    return "_".join(kept) if kept else NO_PARAMS
 
 
 def _over_seeds(frame: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:

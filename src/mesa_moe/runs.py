@@ -41,3 +41,21 @@ def parse_run(name: str) -> dict:
             )
         params[key] = RUN_KEYS[key](value)
     return params
+
+
+def setting_of(run: str) -> str:
+    """The run name without its training seed: the setting of which the run is one seed
+    ('w~4_eps~0.05_seed~1' → 'w~4_eps~0.05', 'seed~0' → 'default')."""
+    parse_run(run)  # a malformed name is an error here, not a silently separate setting
+    kept = [part for part in run.split("_") if not part.startswith("seed~")]
+    return "_".join(kept) if kept else NO_PARAMS
+
+
+def with_seed(run: str, seed: int) -> str:
+    """A setting's run name trained with `seed` (the name its value strings keep)."""
+    return f"seed~{seed}" if run == NO_PARAMS else f"{run}_{format_run(seed=seed)}"
+
+
+def seed_of(run: str) -> float:
+    """A run name's training seed (NaN for a run without one, e.g. the Base)."""
+    return float(parse_run(run).get("seed", float("nan")))

@@ -28,11 +28,10 @@ from .artifacts import atomic_path
 from .reporting import (
     masked_experts,
     oriented,
-    setting_of,
     setting_scores,
     summary_markdown,
 )
-from .runs import parse_run
+from .runs import parse_run, setting_of
 
 BASE, MESA, SFT, ALL_EXPERTS = "base", "mesa", "sft_full", "experts_all"
 # the ablations of claim (d): method → its selector (and recipe where it is not MESA's)

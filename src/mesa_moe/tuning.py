@@ -19,7 +19,7 @@ import pandas as pd
 from .artifacts import write_json
 from .methods import get_method
 from .reporting import oriented
-from .runs import NO_PARAMS, format_run, parse_run
+from .runs import format_run, parse_run
 
 # a routing-attack score under attack (m > 0 experts masked); m = 0 is the unattacked model
 ATTACKED = re.compile(r".+_m[1-9]\d*")
@@ -49,11 +49,6 @@ def trial_runs(method: str, space: dict, trials: int, seed: int, fixed: dict) ->
         params = fixed | dict(zip(varied, values))
         runs.append(format_run(**{key: params[key] for key in keys}))
     return runs
-
-
-def with_seed(run: str, seed: int) -> str:
-    """A setting's run name trained with `seed` (the name its value strings keep)."""
-    return f"seed~{seed}" if run == NO_PARAMS else f"{run}_{format_run(seed=seed)}"
 
 
 def headline_score(entry: dict) -> float:
