@@ -202,11 +202,21 @@ def selection_outputs():
 # Training: the methods (mesa_moe.methods) name the parameters of their run folders; every
 # setting trains once per seed (run name + seed~N).
 TRAIN_METHODS = TRAINING["methods"]
+for name in TRAINING["method_lr"]:
+    if name not in METHODS:
+        raise ConfigError(
+            f"config key training.method_lr: {name} is not a method (known: {', '.join(METHODS)})"
+        )
 RUN_VALUES = {
     "w": SELECTION["w"],
     "eps": SELECTION["epsilon"],
     "gamma": TRAINING["gamma"],
 }
+
+
+def method_lr(method):
+    """The method's learning rate: training.method_lr's, else training.lr."""
+    return TRAINING["method_lr"].get(method, TRAINING["lr"])
 
 
 def configured_settings(method):
@@ -281,11 +291,11 @@ def train_spec(wildcards):
     method = METHODS[wildcards.method]
     params = parse_run(wildcards.run)
     keys = TRAINING_SETTINGS + (OT_LOSS_SETTINGS if method.ot_loss else ())
-    # a tuning trial's learning rate (in its run name) replaces training.lr
+    # a tuning trial's learning rate (in its run name) replaces the method's
     settings = (
         {key: TRAINING[key] for key in keys}
         | optional_settings(method)
-        | {"lr": params.get("lr", TRAINING["lr"])}
+        | {"lr": params.get("lr", method_lr(method.name))}
     )
     return canonical(
         {
@@ -377,7 +387,6 @@ TRIAL_FIXED = {
     "w": SELECTION["w"][0],
     "eps": SELECTION["epsilon"][0],
     "gamma": TRAINING["gamma"][0],
-    "lr": TRAINING["lr"],
 }
 CRITERION = TUNING["criterion"]
 TUNE_BENCHMARKS = list(dict.fromkeys(CRITERION["safety"] + CRITERION["utility"]))
@@ -385,7 +394,8 @@ TUNE_BENCHMARKS = list(dict.fromkeys(CRITERION["safety"] + CRITERION["utility"])
 
 def trial_settings(method):
     """The method's trial settings (run names without a seed), in trial order."""
-    return trial_runs(method, TUNING["space"], TUNING["trials"], SEED, TRIAL_FIXED)
+    fixed = TRIAL_FIXED | {"lr": method_lr(method)}
+    return trial_runs(method, TUNING["space"], TUNING["trials"], SEED, fixed)
 
 
 def tune_metrics(method, setting):

@@ -303,6 +303,9 @@ ROUTERS_TRAIN = {"train": 8, "evaluate": 8} | REPORTS
 ALL_EVAL = {"evaluate": 10} | REPORTS
 ON_OT_PLAN = {"select": 1, "train": 3, "evaluate": 3} | REPORTS
 COST_BASED = {"select": 1, "select_baseline": 6, "train": 7, "evaluate": 7} | REPORTS
+# config.yaml's training.method_lr gives router_only, experts_all and sft_full their own lr
+OWN_LR = {"train": 6, "evaluate": 6} | REPORTS
+ONE_METHOD = {"train": 1, "evaluate": 1} | REPORTS
 
 
 @pytest.mark.slow
@@ -310,7 +313,9 @@ COST_BASED = {"select": 1, "select_baseline": 6, "train": 7, "evaluate": 7} | RE
     "section, key, value, expected",
     [
         ("training", "steps", 4, ALL_TRAIN),
-        ("training", "lr", 5.0e-4, ALL_TRAIN),
+        ("training", "lr", 5.0e-4, OWN_LR),
+        ("training", "method_lr", {"experts_all": 1.0e-3}, ONE_METHOD),
+        ("training", "method_lr", {"experts_all": 3.0e-4}, {}),
         ("training", "warmup", 2, ALL_TRAIN),
         ("training", "batch_size", 2, ALL_TRAIN),
         ("training", "weight_decay", 0.1, ALL_TRAIN),
@@ -412,6 +417,10 @@ def test_a_benchmark_added_as_the_readme_says(run):
             "data.gen.path: empty.jsonl is empty",
         ),
         ({"training": {"methods": []}}, "config key training.methods: [] should be non-empty"),
+        (
+            {"training": {"method_lr": {"mesa_v2": 1.0e-3}}},
+            "config key training.method_lr: mesa_v2 is not a method",
+        ),
     ],
 )
 def test_bad_model_data_or_setting_stops_the_dag(tmp_path, change, message):
