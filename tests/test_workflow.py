@@ -303,8 +303,6 @@ ROUTERS_TRAIN = {"train": 8, "evaluate": 8} | REPORTS
 ALL_EVAL = {"evaluate": 10} | REPORTS
 ON_OT_PLAN = {"select": 1, "train": 3, "evaluate": 3} | REPORTS
 COST_BASED = {"select": 1, "select_baseline": 6, "train": 7, "evaluate": 7} | REPORTS
-# config.yaml's training.method_lr gives router_only, experts_all and sft_full their own lr
-OWN_LR = {"train": 6, "evaluate": 6} | REPORTS
 ONE_METHOD = {"train": 1, "evaluate": 1} | REPORTS
 
 
@@ -313,9 +311,9 @@ ONE_METHOD = {"train": 1, "evaluate": 1} | REPORTS
     "section, key, value, expected",
     [
         ("training", "steps", 4, ALL_TRAIN),
-        ("training", "lr", 5.0e-4, OWN_LR),
-        ("training", "method_lr", {"experts_all": 1.0e-3}, ONE_METHOD),
-        ("training", "method_lr", {"experts_all": 3.0e-4}, {}),
+        ("training", "lr", 5.0e-4, ALL_TRAIN),
+        ("training", "method_lr", {"experts_all": 3.0e-4}, ONE_METHOD),
+        ("training", "method_lr", {"experts_all": 1.0e-3}, {}),  # its own lr = training.lr
         ("training", "warmup", 2, ALL_TRAIN),
         ("training", "batch_size", 2, ALL_TRAIN),
         ("training", "weight_decay", 0.1, ALL_TRAIN),
