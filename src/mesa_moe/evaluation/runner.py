@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..adapters import adapter_for, load_model, model_identity
+from ..adapters import adapter_for, load_from_spec, model_identity
 from ..artifacts import read_jsonl, write_json, write_jsonl, write_parquet, write_provenance
 from ..generation import generate, make_generator
 from ..profiling import activation_table, profile_routing
@@ -162,13 +162,7 @@ def evaluate_model(
     (hf | vllm; the routing attack always decodes with hf).
     """
     judge = make_judge(settings["judge"])  # a classifier judge loads before any generation
-    model, tokenizer = load_model(
-        model_spec["source"],
-        revision=model_spec.get("revision"),
-        dtype=model_spec.get("dtype") or "float32",
-        device=model_spec.get("device") or "cpu",
-        device_map=model_spec.get("device_map"),
-    )
+    model, tokenizer = load_from_spec(model_spec)
     chat = model_spec.get("chat_template_kwargs")
     answer = make_generator(
         settings.get("backend", "hf"), model, tokenizer, model_spec, settings["batch_size"]
