@@ -2,6 +2,8 @@
 what mutation testing (`make mutants`, docs/mutants.md) found no test pinning down."""
 
 import logging
+import types
+import typing
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ from mesa_moe.evaluation.scoring import (
 )
 from mesa_moe.losses import kl_divergence, online_costs, safety_target, sft_loss
 from mesa_moe.reporting import pareto_front, summary_markdown
-from mesa_moe.selection import esft_mask, select_experts
+from mesa_moe.selection import esft_mask, pick_top, select_experts
 from mesa_moe.transport import TransportError, reference_from_coactivation, transport_plan
 
 # --- cost -------------------------------------------------------------------------------------
@@ -155,6 +157,25 @@ def test_per_layer_scope_is_per_layer_for_every_selector(uneven_tables, selector
     by_layer = {layer: chosen(experts, layer) for layer in (0, 1)}
     if selector in ("cost_min", "safe_top"):
         assert by_layer[0] != by_layer[1]
+
+
+def fits(value, hint) -> bool:
+    """Whether a value is of a type hint made of classes, tuples and unions."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        return isinstance(value, tuple) and len(value) == len(args) and all(map(fits, value, args))
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, arg) for arg in args)
+    return isinstance(value, hint)
+
+
+@pytest.mark.parametrize("selector", ["ot", "cost_min"])
+def test_selection_returns_what_it_declares(uneven_tables, selector):
+    result = select_experts(*uneven_tables, selector, w=3, epsilon=0.05)
+    assert fits(result, typing.get_type_hints(select_experts)["return"])
+    experts = result[0]
+    mask = pick_top(experts, experts.p_safe, 3, "per_layer")
+    assert fits(mask, typing.get_type_hints(pick_top)["return"])
 
 
 def test_selectors_by_hand_on_uneven_layers(uneven_tables):
