@@ -31,6 +31,6 @@ rule diagnosis:
     params:
         # a function: with tuning on, the evaluated runs are known after tune_choose
         evaluations=lambda wildcards: diagnosed_evaluations(),
-        val_params=[param for param in VAL_PARAMS if TUNING_ON],
+        val_params=VAL_PARAMS,
     script:
         "../workflow/scripts/diagnosis.py"

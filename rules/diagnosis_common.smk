@@ -3,7 +3,12 @@ from pathlib import Path
 
 DIAGNOSIS_DIR = f"{RESULTS}/diagnosis"
 TUNING_TRIALS = f"{RESULTS}/tune/trials.parquet"
-VAL_PARAMS = ("gamma", "eps")  # one figure of the tuning trials per parameter
+# One figure of the tuning trials per parameter the tuning searches (two values or more).
+VAL_PARAMS = [
+    param
+    for param in ("gamma", "eps")
+    if TUNING_ON and len(TUNING["space"].get(param, [])) >= 2
+]
 
 
 def ot_run(params):
@@ -85,7 +90,7 @@ def attack_outputs():
 
 
 def val_figures():
-    """The validation figures {param: path}; none when tuning is off."""
+    """The validation figures {val_vs_<param>: path} of VAL_PARAMS (none when tuning is off)."""
     return {
         f"val_vs_{param}": report(
             f"{DIAGNOSIS_DIR}/val_vs_{param}.png",
@@ -93,5 +98,4 @@ def val_figures():
             category="Diagnosis",
         )
         for param in VAL_PARAMS
-        if TUNING_ON
     }

@@ -44,6 +44,13 @@ def test_unknown_key_is_named():
         validate_config(config_with(selection__epsilonn=[0.1]))
 
 
+def test_data_columns_map_only_prompt_and_response():
+    # D_stat's `source` is set by sampling (half D_safe, half D_gen), never read from a column
+    columns = {"prompt": "question", "source": "origin"}
+    with pytest.raises(ConfigError, match=r"data.safe.columns: .*'source'.*unknown key"):
+        validate_config(config_with(data__safe__columns=columns))
+
+
 def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match=r"config key selection.w.0: .*integer"):
         validate_config(config_with(selection__w=[2.5]))

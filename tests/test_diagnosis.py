@@ -292,6 +292,17 @@ def test_default_workflow_plans_the_diagnosis(tmp_path):
     assert "diagnosis/asr_vs_m.png" in job
 
 
+def test_validation_figures_only_for_the_parameters_tuning_searches(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["tuning"] |= {"enabled": True, "space": {"lr": [1.0e-3, 3.0e-3], "gamma": [0.3, 1.0]}}
+    result = snakemake(tmp_path, "-n", config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = (result.stdout + result.stderr).split("rule diagnosis:")[1].split("rule ")[0]
+    outputs = job.split("output:")[1].split("\n")[0]  # the input waits for the checkpoints
+    assert "diagnosis/val_vs_gamma.png" in outputs
+    assert "val_vs_eps" not in outputs  # ε takes its one configured value: no curve to draw
+
+
 def test_without_a_routing_attack_the_diagnosis_has_no_attack_part(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["evaluation"]["benchmarks"] = ["organism_direct", "organism_arith"]

@@ -151,7 +151,7 @@ def parser(style):
     """A ClassifierJudge's output parser, without loading a model."""
     judge = ClassifierJudge.__new__(ClassifierJudge)
     judge.style = style
-    return judge.parse_unsafe
+    return judge.parse
 
 
 VERDICTS = {
@@ -170,4 +170,4 @@ def test_classifier_verdicts_ignore_surrounding_whitespace_and_case(
 ):
     text = VERDICTS[style][unsafe]
     variant = before + (text.upper() if upper else text) + after
-    assert parser(style)(variant) is unsafe
+    assert parser(style)(variant) == ("unsafe" if unsafe else "safe")

@@ -2,6 +2,7 @@
 map), chat-template switches (profile, train, evaluate, the organism vendor), and the truncation
 policy of the training data."""
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -11,6 +12,8 @@ from transformers import AutoTokenizer
 
 import mesa_moe.data as data_module
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
+from mesa_moe import adapters
+from mesa_moe.adapters import load_model
 from mesa_moe.config import canonical
 from mesa_moe.data import IGNORE_INDEX, DataError, chat_ids, encode_training_pairs
 from mesa_moe.evaluation import runner
@@ -44,13 +47,14 @@ class Loaded(Exception):
 
 
 def test_evaluate_loads_the_model_as_configured(monkeypatch, tmp_path):
+    # the package's one loader (`load_from_spec` passes the spec's settings on to it)
     calls = []
 
-    def loader(source, **kwargs):
-        calls.append({"source": source} | kwargs)
+    def loader(*args, **kwargs):
+        calls.append(dict(inspect.signature(load_model).bind(*args, **kwargs).arguments))
         raise Loaded
 
-    monkeypatch.setattr(runner, "load_model", loader)
+    monkeypatch.setattr(adapters, "load_model", loader)
     spec = {
         "source": "Qwen/Qwen3-30B-A3B",
         "revision": "abc123",

@@ -100,7 +100,8 @@ def test_routing_attack_scores_asr_per_number_of_masked_experts():
         ]
     ]
     assert score_generations(attack, rows, RefusalJudge(), {}) == {
-        "scores": {"asr_m0": 0.0, "asr_m1": 0.5, "asr_m2": 1.0}
+        "scores": {"asr_m0": 0.0, "asr_m1": 0.5, "asr_m2": 1.0},
+        "judge_unparsed": {"asr_m0": 0.0, "asr_m1": 0.0, "asr_m2": 0.0},
     }
     assert [row["verdict"] for row in rows] == [True, True, True, False, False, False]
 

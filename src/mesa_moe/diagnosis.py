@@ -355,8 +355,8 @@ def write_diagnosis(
 ) -> pd.DataFrame:
     """The `diagnosis` stage. evaluations: per evaluated model {method, run, activations,
     sparsity, selections: [{selector, run, path}]}. attack_path and attack_figure (None when no
-    benchmark runs the routing attack). trial_figures {gamma: path, eps: path} with trials_path
-    (the tuning trials) when tuning ran."""
+    benchmark runs the routing attack). trial_figures {param: path}, one per searched parameter,
+    with trials_path (the tuning trials) when tuning ran."""
     shift = pd.concat(
         [
             routing_shift(

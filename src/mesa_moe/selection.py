@@ -110,8 +110,9 @@ def ot_scores(
     return table, plan
 
 
-def pick_top(table: pd.DataFrame, key: pd.Series, w: int, scope: str) -> pd.Series:
-    """Boolean mask: the w largest `key` per layer, or the w·L largest over the model."""
+def pick_top(table: pd.DataFrame, key: pd.Series, w: int, scope: str) -> np.ndarray:
+    """Boolean mask (an array aligned with `table`): the w largest `key` per layer, or the w·L
+    largest over the model."""
     ranked = table.assign(_key=key.to_numpy(), _tie=table.expert)
     ranked = ranked.sort_values(["_key", "_tie"], ascending=[False, True])
     if scope == "per_layer":
@@ -134,8 +135,9 @@ def select_experts(
     esft_top_p: float = 0.2,
     max_iter: int = 10_000,
     tol: float = 1e-9,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The expert table (EXPERT_COLUMNS) with `selected` set, and the OT plan (ot only)."""
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The expert table (EXPERT_COLUMNS) with `selected` set, and the OT plans [L, E, E] (ot
+    only; None otherwise)."""
     if selector not in SELECTORS:
         raise ValueError(f"unknown selector {selector!r}; one of {SELECTORS}")
     if scope not in SCOPES:
