@@ -32,7 +32,7 @@ STUDY_RESULTS = results/$(shell $(BIN)/python -c "import yaml; print(yaml.safe_l
 study: env
 	$(BIN)/snakemake study --cores $(CORES) --configfile $(STUDY_CONFIG)
 	cp $(STUDY_RESULTS)/results.md docs/results.md
-	mkdir -p docs/diagnosis && cp $(STUDY_RESULTS)/diagnosis/*.png docs/diagnosis/
+	rm -rf docs/diagnosis && mkdir -p docs/diagnosis && cp $(STUDY_RESULTS)/diagnosis/*.png docs/diagnosis/
 
 test: env
 	$(BIN)/python -m pytest -q tests
