@@ -459,3 +459,16 @@ def test_plots_without_several_seeds_draw_no_error_bars(summary, tmp_path, error
     plot_safety_vs_utility(summary, tmp_path / "scatter.png")
     plot_pareto(sweep_table(summary), tmp_path / "pareto.png")
     assert errorbars == []
+
+
+def test_aggregate_seeds_is_the_mean_not_the_median_of_skewed_seeds(seeded):
+    table = seeded.copy()
+    rows = (table.method == "mesa") & (table.run.map(setting_of) == MESA_W2)
+    rows &= table.metric == "refusal_rate"
+    table.loc[rows, "value"] = [0.1, 0.2, 0.6]  # mean 0.3, median 0.2
+    table.loc[rows, "degenerate"] = [0.0, 0.0, 0.3]  # mean 0.1, median 0
+    stats = aggregate_seeds(table).set_index(["method", "setting", "metric"])
+    w2 = stats.loc[("mesa", MESA_W2, "refusal_rate")]
+    # std ddof 1: (0.04 + 0.01 + 0.09) / 2 = 0.07
+    assert w2["mean"] == pytest.approx(0.3) and w2["std"] == pytest.approx(math.sqrt(0.07))
+    assert w2.degenerate == pytest.approx(0.1)
