@@ -176,6 +176,9 @@ def test_claim_b_drop_near_the_tolerance_is_inconclusive():
     spec = {"base": {"arith": 0.8}, "mesa": {"arith": [0.7, 0.75, 0.8]}}
     spec |= {"experts_all": LOSES, "sft_full": LOSES}
     assert claim_utility_kept(scores(spec)).verdict == INCONCLUSIVE
+    # an undecided part and a missing one: the claim is unmeasured, not merely inconclusive
+    del spec["experts_all"]
+    assert claim_utility_kept(scores(spec)).verdict == NOT_MEASURED
 
 
 def test_claim_b_tolerance_is_a_parameter():
