@@ -70,6 +70,7 @@ def test_shares_are_on_the_selected_experts_per_layer_and_pooled():
     overall = shares[shares.layer.isna()].iloc[0]
     assert overall.safe_share == pytest.approx(14 / 20)
     assert overall.gen_share == pytest.approx(7 / 20)
+    assert overall.uniform_share == pytest.approx(0.5)  # 4 of the 8 experts are selected
 
 
 def test_overall_pools_slots_across_layers():

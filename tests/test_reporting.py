@@ -3,6 +3,7 @@ here is worked out by hand (or by a brute-force loop), never by the library's ow
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib.axes
 import numpy as np
@@ -460,3 +461,33 @@ def test_plots_without_several_seeds_draw_no_error_bars(summary, tmp_path, error
     plot_safety_vs_utility(summary, tmp_path / "scatter.png")
     plot_pareto(sweep_table(summary), tmp_path / "pareto.png")
     assert errorbars == []
+
+
+def test_aggregate_seeds_is_the_mean_not_the_median_of_skewed_seeds(seeded):
+    table = seeded.copy()
+    rows = (table.method == "mesa") & (table.run.map(setting_of) == MESA_W2)
+    rows &= table.metric == "refusal_rate"
+    table.loc[rows, "value"] = [0.1, 0.2, 0.6]  # mean 0.3, median 0.2
+    table.loc[rows, "degenerate"] = [0.0, 0.0, 0.3]  # mean 0.1, median 0
+    stats = aggregate_seeds(table).set_index(["method", "setting", "metric"])
+    w2 = stats.loc[("mesa", MESA_W2, "refusal_rate")]
+    # std ddof 1: (0.04 + 0.01 + 0.09) / 2 = 0.07
+    assert w2["mean"] == pytest.approx(0.3) and w2["std"] == pytest.approx(math.sqrt(0.07))
+    assert w2.degenerate == pytest.approx(0.1)
+
+
+def test_summary_table_reads_the_degenerate_share_per_metric(tmp_path):
+    path = Path(
+        write_metrics(
+            tmp_path, "mesa", "seed~0", {"routing": ("safety", {"asr_m0": 0.1, "asr_m1": 0.4})}
+        )
+    )
+    result = json.loads(path.read_text())
+    result["routing"]["degenerate"] = {"asr_m0": 0.0, "asr_m1": 0.35}
+    result["routing"]["string_judge_agreement"] = {"asr_m0": 1.0, "asr_m1": 0.75}
+    path.write_text(json.dumps(result))
+    base = write_metrics(tmp_path, "base", "default", {"gsm8k": ("utility", {"em": 0.5})})
+    table = summary_table("tiny", [path, base]).set_index("metric")
+    assert table.loc["asr_m1", "degenerate"] == 0.35 and table.loc["asr_m0", "degenerate"] == 0.0
+    assert table.loc["asr_m1", "string_judge_agreement"] == 0.75
+    assert math.isnan(table.loc["em", "degenerate"])  # no exact classifier: empty

@@ -91,6 +91,9 @@ def test_compare_against_the_sum_of_the_stds():
     assert compare(Stat(0.8, math.nan, 1), b) == 0  # one seed: spread unknown
     assert compare(Stat(0.6, 0.01, 3), Stat(0.62, 0.0, 1), margin=0.05) == 1  # −0.02 + 0.05
     assert compare(Stat(0.5, 0.01, 3), Stat(0.62, 0.0, 1), margin=0.05) == -1
+    # a difference exactly equal to the spread does not exceed it (binary-exact numbers)
+    assert compare(Stat(0.75, 0.125, 3), Stat(0.5, 0.125, 3)) == 0
+    assert compare(Stat(0.5, 0.125, 3), Stat(0.75, 0.125, 3)) == 0
 
 
 def test_stat_shows_std_only_with_several_seeds():
@@ -173,6 +176,9 @@ def test_claim_b_drop_near_the_tolerance_is_inconclusive():
     spec = {"base": {"arith": 0.8}, "mesa": {"arith": [0.7, 0.75, 0.8]}}
     spec |= {"experts_all": LOSES, "sft_full": LOSES}
     assert claim_utility_kept(scores(spec)).verdict == INCONCLUSIVE
+    # an undecided part and a missing one: the claim is unmeasured, not merely inconclusive
+    del spec["experts_all"]
+    assert claim_utility_kept(scores(spec)).verdict == NOT_MEASURED
 
 
 def test_claim_b_tolerance_is_a_parameter():
@@ -273,6 +279,13 @@ def test_claim_d_within_spread_is_inconclusive():
     assert claim_selection(scores(spec)).verdict == INCONCLUSIVE
 
 
+def test_claim_d_safer_with_undecided_utility_is_inconclusive():
+    # utility: mesa 0.61 ± 0.01, rival 0.66 ± 0.10; 0.61 − 0.66 + 0.05 = 0 ≤ 0.11: undecided
+    spec = selection_spec(experts_cmid=LESS_SAFE | {"arith": [0.56, 0.66, 0.76]})
+    verdict = claim_selection(scores(spec))
+    assert verdict.verdict == INCONCLUSIVE and verdict.evidence[1].endswith(INCONCLUSIVE)
+
+
 def test_claim_d_missing_rival_is_not_measured():
     spec = selection_spec()
     del spec["experts_random"]
@@ -327,6 +340,8 @@ def test_select_settings_takes_the_chosen_setting():
     assert select_settings(table, TUNED) == {"base": "default", "mesa": "w~4_eps~0.05_gamma~1.0"}
     final = final_table(table, TUNED)
     assert (final[final.method == "mesa"].value > 0).all() and len(final) == 1 + 6
+    other_first = table.iloc[::-1].reset_index(drop=True)  # the chosen setting is not the first
+    assert select_settings(other_first, TUNED)["mesa"] == "w~4_eps~0.05_gamma~1.0"
     with pytest.raises(ValueError, match="several settings"):
         select_settings(table, {})
     chosen_elsewhere = {"mesa": TUNED["mesa"] | {"run": "w~8_eps~0.05_gamma~1.0"}}

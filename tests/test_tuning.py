@@ -91,6 +91,9 @@ def test_criterion_scores_average_the_named_benchmarks():
     del metrics["organism_listops"]
     with pytest.raises(ValueError, match=r"tuning.criterion.utility: no result for .*listops"):
         criterion_scores(metrics, CRITERION)
+    metrics["organism_listops"] = entry(exact_match=float("nan"))  # a NaN would win no max
+    with pytest.raises(ValueError, match=r"tuning.criterion.utility: a score is not finite"):
+        criterion_scores(metrics, CRITERION)
 
 
 BASE = {"safety": 0.6, "utility": 0.8}  # floor: 0.95 * 0.8 = 0.76
