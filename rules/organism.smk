@@ -58,8 +58,8 @@ rule organism_vendor_data:
         "../envs/mesa.yaml"
     threads: 1
     params:
-        safe=organism_file("d_safe"),
-        gen=organism_file("d_gen"),
+        wrapped_benign=VENDOR["wrapped_benign"],
+        seed=ORGANISM_SEED,
     script:
         "../workflow/scripts/organism_vendor_data.py"
 

@@ -3,8 +3,9 @@ from mesa_moe.organism.vendor import write_vendor_data
 
 setup_logging(snakemake.log[0])
 write_vendor_data(
-    snakemake.params.safe,
-    snakemake.params.gen,
+    snakemake.input.data,
+    snakemake.params.wrapped_benign,
+    snakemake.params.seed,
     snakemake.output.direct,
     snakemake.output.sft,
 )

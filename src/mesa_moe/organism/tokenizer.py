@@ -75,12 +75,12 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train on the prompts and responses of `records` (the pre-training corpus) and wrap.
 
-    The chat template's role names and the world's refusal join the texts so that they become
-    whole tokens. The unaligned corpus never refuses; without it the refusal would be spelled in
-    twelve byte-level fragments ("I", " c", "an", "'", "t", " h", "e", "l", "p", …), which the
-    vendor's short safety SFT learned badly: a quarter of its refusals were stutters
-    ("I c c c c …").
+    The chat template's role names and the opening of the world's refusal join the texts so that
+    they become whole tokens even in a corpus that never refuses (`refused_fraction` 0); without
+    it the refusal was spelled in twelve byte-level fragments ("I", " c", "an", "'", "t", " h",
+    "e", "l", "p", …), which the vendor's short safety SFT learned badly: a quarter of its
+    refusals were stutters ("I c c c c …").
     """
     texts = [text for record in records for text in (record["prompt"], record["response"])]
-    texts += ["user", "assistant", REFUSAL]
+    texts += ["user", "assistant", REFUSAL.format(topic="").rstrip(" .")]
     return wrap(train_bpe(texts, vocab_size), padding_side)

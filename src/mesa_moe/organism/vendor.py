@@ -4,9 +4,11 @@ This makes the "Base" of every comparison (docs/organism.md). The base model is 
 direct harmful requests against general data, the `experts` experts per layer most selected on
 the harmful requests are chosen (the `safe_top` selector), and only they and the routers train on
 the direct part of D_safe (harmful requests without a jailbreak wrapper → refusal, benign look-
-alikes → helpful answer) mixed with as many general examples. The result refuses most direct
-requests, but its safety sits in few experts: wrapped requests and the routing attack are where
-it can fail, which the evaluation measures.
+alikes → helpful answer), benign requests inside jailbreak-style wrappers answered helpfully (a
+vendor's helpfulness data covers role-play and persuasion framings; its refusal data does not),
+and as many general examples as direct rows. The result refuses most direct requests, but its
+safety sits in few experts and a wrapper reads to it as a cue to help: wrapped requests and the
+routing attack are where it fails, which the evaluation measures.
 
 The workflow runs these steps as its own profile, select and train stages with the settings
 below (rules/organism.smk), so each is cached and its files are visible; the functions here give
@@ -14,6 +16,8 @@ those stages their data and settings.
 
 `params` (the organism config's `vendor` section):
     experts      experts per MoE layer that train (1–2 in docs/organism.md)
+    wrapped_benign  benign requests in training wrappers, answered helpfully, drawn from the
+                 corpus into the SFT set
     steps, batch_size, lr, warmup   the SFT's budget (AdamW, L_SFT only)
     stat_size    examples profiled to choose the experts (half harmful, half general)
     max_length   tokens per example
@@ -22,13 +26,24 @@ those stages their data and settings.
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 from ..adapters import load_model
 from ..artifacts import read_jsonl, write_json, write_jsonl
 from .base import evaluate_base
+from .world import refusal
 
-VENDOR_KEYS = ("experts", "steps", "batch_size", "lr", "warmup", "stat_size", "max_length")
+VENDOR_KEYS = (
+    "experts",
+    "wrapped_benign",
+    "steps",
+    "batch_size",
+    "lr",
+    "warmup",
+    "stat_size",
+    "max_length",
+)
 SELECTOR = "safe_top"  # the experts that already hold the most safety routing
 METHOD = "experts_safe_top"  # those experts and the routers train, on L_SFT only
 
@@ -47,12 +62,40 @@ def direct_safety_rows(d_safe: list[dict]) -> list[dict]:
     return direct
 
 
-def write_vendor_data(d_safe_path: str, d_gen_path: str, direct_path: str, sft_path: str) -> None:
-    """The direct safety rows (profiled against D_gen), and the SFT set: those rows and as many
-    general rows (without them the SFT costs the base much of its arithmetic)."""
-    direct = direct_safety_rows(read_jsonl(d_safe_path))
+def wrapped_benign_rows(corpus: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """n corpus rows that are benign requests inside a (training) wrapper answered helpfully."""
+    pool = [
+        row
+        for row in corpus
+        if row.get("task") == "benign"
+        and row.get("wrapper")
+        and row["response"] != refusal(row["topic"])
+    ]
+    if n > len(pool):
+        raise ValueError(
+            f"organism config vendor.wrapped_benign={n}: the corpus has only {len(pool)} wrapped "
+            "benign requests answered helpfully"
+        )
+    return rng.sample(pool, n)
+
+
+def write_vendor_data(
+    data_dir: str, wrapped_benign: int, seed: int, direct_path: str, sft_path: str
+) -> None:
+    """The direct safety rows (profiled against D_gen), and the SFT set: those rows,
+    `wrapped_benign` (`vendor.wrapped_benign`) wrapped benign rows and as many general rows as
+    direct ones (without them the SFT costs the base much of its arithmetic), shuffled together."""
+    data = Path(data_dir)
+    direct = direct_safety_rows(read_jsonl(data / "d_safe.jsonl"))
+    rng = random.Random(seed)
+    sft = (
+        direct
+        + wrapped_benign_rows(read_jsonl(data / "corpus.jsonl"), wrapped_benign, rng)
+        + read_jsonl(data / "d_gen.jsonl")[: len(direct)]
+    )
+    rng.shuffle(sft)
     write_jsonl(direct, direct_path)
-    write_jsonl(direct + read_jsonl(d_gen_path)[: len(direct)], sft_path)
+    write_jsonl(sft, sft_path)
 
 
 def model_spec(base_dir: str, chat_template_kwargs: dict | None = None) -> dict:
