@@ -215,13 +215,13 @@ def test_claim_c_holds_when_mesa_asr_is_lower_at_every_m():
     assert verdict.verdict == HOLDS
     m1, m2 = verdict.evidence
     assert "attack asr_m1: ASR mesa 12.0 ± 2.0 (n=3), base 60.0 (n=1)" in m1
-    assert "difference +48.0 points in MESA's favour, spread 2.0" in m1
-    assert "attack asr_m2" in m2 and "+50.0 points" in m2  # m = 0 is not judged
+    assert "mesa's ASR lower by 48.0 points, spread 2.0" in m1
+    assert "attack asr_m2" in m2 and "lower by 50.0 points" in m2  # m = 0 is not judged
 
 
 def test_claim_c_fails_when_mesa_asr_is_higher_at_one_m():
     verdict = claim_attack(summary(attack_spec([0.1, 0.12, 0.14], [0.8, 0.82, 0.84])))
-    assert verdict.verdict == FAILS and "-12.0 points in MESA's favour" in verdict.evidence[1]
+    assert verdict.verdict == FAILS and "mesa's ASR higher by 12.0 points" in verdict.evidence[1]
 
 
 def test_claim_c_within_spread_is_inconclusive():

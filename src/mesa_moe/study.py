@@ -230,10 +230,11 @@ def claim_attack(table: pd.DataFrame) -> Verdict:
             continue
         sign = compare(mesa.stat, base.stat)
         parts.append({1: HOLDS, -1: FAILS, 0: INCONCLUSIVE}[sign])
+        lower_by = 100 * (mesa.stat.mean - base.stat.mean)  # oriented: 1 − ASR
         line = (
             f"{benchmark} {metric}: ASR {MESA} {mesa.asr}, {BASE} {base.asr}; "
-            f"difference {100 * (mesa.stat.mean - base.stat.mean):+.1f} points in MESA's "
-            f"favour, spread {_spread_text(mesa.stat, base.stat)}"
+            f"{MESA}'s ASR {'lower' if lower_by >= 0 else 'higher'} by {abs(lower_by):.1f} "
+            f"points, spread {_spread_text(mesa.stat, base.stat)}"
         )
         if mesa.degenerate != "–" or base.degenerate != "–":
             line += f"; degenerate answers {MESA} {mesa.degenerate}, {BASE} {base.degenerate}"
