@@ -517,28 +517,21 @@ def build_world(params: dict, seed: int) -> dict:
     corpus = (
         train_problems("arith", params["n_arith"], held_prompts["arith"], rng)
         + train_problems("listops", params["n_listops"], held_prompts["listops"], rng)
-        + sample_requests(
-            "harmful",
-            params["n_harmful"],
-            train_tpl,
-            train_wrap,
-            frac,
-            "comply",
-            "train",
-            rng,
-            refused,
-        )
-        + sample_requests(
-            "benign",
-            params["n_benign"],
-            train_tpl,
-            train_wrap,
-            frac,
-            "comply",
-            "train",
-            rng,
-            refused,
-        )
+        + [
+            record
+            for task in ("harmful", "benign")
+            for record in sample_requests(
+                task,
+                params[f"n_{task}"],
+                train_tpl,
+                train_wrap,
+                frac,
+                "comply",
+                "train",
+                rng,
+                refused,
+            )
+        ]
     )
     rng.shuffle(corpus)
 
