@@ -1,4 +1,5 @@
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,24 @@ def config_with(**changes):
 def test_default_config_is_valid():
     config = load_config(ROOT / "config" / "config.yaml")
     assert config["selection"]["w"] and config["model"]["name"] == "organism"
+
+
+def test_default_method_lr_is_the_studys_val_choice():
+    """config.yaml says its method_lr holds the learning rates the study chose on the val files
+    (docs/results.md, "Tuned settings") where they differ from training.lr."""
+    results = (ROOT / "docs" / "results.md").read_text()
+    tuned = results.split("## Tuned settings")[1].split("\n\n")[1]
+    chosen = {
+        row.split("|")[1].strip(): float(re.search(r"lr = ([0-9.e-]+)", row).group(1))
+        for row in tuned.splitlines()[2:]
+    }
+    training = DEFAULT["training"]
+    expected = {
+        method: lr
+        for method, lr in chosen.items()
+        if method in training["methods"] and lr != training["lr"]
+    }
+    assert training["method_lr"] == expected
 
 
 def test_defaults_are_filled():
