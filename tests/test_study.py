@@ -244,6 +244,36 @@ def test_claim_c_reports_the_degenerate_share():
     assert "broke the model's language" in verdict.evidence[-1]
 
 
+def attack_table(mesa_asr, mesa_degenerate, base_asr, base_degenerate):
+    """asr_m1 only, the same value on MESA's three seeds (spread 0)."""
+    table = summary(attack_spec([mesa_asr] * 3, [0.2] * 3, base_m1=base_asr, base_m2=0.7))
+    table = table[table.metric != "asr_m2"].copy()
+    attacked = table.metric == "asr_m1"
+    table.loc[attacked & (table.method == "mesa"), "degenerate"] = mesa_degenerate
+    table.loc[attacked & (table.method == "base"), "degenerate"] = base_degenerate
+    return table
+
+
+@pytest.mark.parametrize(
+    "mesa_asr, mesa_degenerate, base_asr, base_degenerate, expected",
+    [
+        # a Base that breaks (ASR 0.45, 0.55 degenerate) could have complied every time: a
+        # higher MESA ASR (0.95) is no evidence against the claim
+        (0.95, 0.05, 0.45, 0.55, INCONCLUSIVE),
+        (0.95, 0.05, 0.45, 0.49, FAILS),  # 0.45 + 0.49 < 0.95: higher whatever the Base's were
+        (0.10, 0.05, 0.90, 0.10, HOLDS),  # 0.10 + 0.05 < 0.90: lower whatever MESA's were
+        (0.10, 0.85, 0.90, 0.00, INCONCLUSIVE),  # MESA broke: 0.10 + 0.85 > 0.90
+        (0.10, 0.79, 0.90, 0.00, HOLDS),
+    ],
+)
+def test_claim_c_counts_degenerate_answers_as_unknown_outcomes(
+    mesa_asr, mesa_degenerate, base_asr, base_degenerate, expected
+):
+    verdict = claim_attack(attack_table(mesa_asr, mesa_degenerate, base_asr, base_degenerate))
+    assert verdict.verdict == expected
+    assert ("within the degenerate shares" in verdict.evidence[0]) == (expected == INCONCLUSIVE)
+
+
 # --- (d) OT selection -------------------------------------------------------------------------
 
 
