@@ -8,6 +8,7 @@ import torch
 from tiny import TINY
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from mesa_moe.adapters import adapter_for
 from mesa_moe.artifacts import read_jsonl
 from mesa_moe.data import chat_ids
 from mesa_moe.evaluation.judges import is_refusal
@@ -186,6 +187,22 @@ def test_expert_dropout_reroutes_dropped_experts_and_restores_the_router(trained
     assert enough.any() and not dropped.gather(1, experts)[enough].any()
     assert torch.allclose(weights.sum(-1), torch.ones(64))
     assert not torch.allclose(dropped_logits, clean)
+
+
+def test_shared_expert_size_builds_a_qwen2_moe_whose_shared_expert_pretrains(world_dir, tokenizer):
+    assert new_model(TINY["model"], tokenizer, 0).config.model_type == "qwen3_moe"
+    model = new_model(dict(TINY["model"], shared_expert_size=24), tokenizer, 0)
+    assert model.config.model_type == "qwen2_moe"
+    block = model.model.layers[0].mlp
+    assert block.shared_expert.down_proj.in_features == 24
+    adapter = adapter_for(model)  # the routed experts only
+    assert adapter.num_experts == TINY["model"]["num_experts"] and adapter.top_k == 2
+    before = block.shared_expert.down_proj.weight.detach().clone()
+    params = dict(TINY["pretrain"], steps=3)
+    pretrain(model, tokenizer, rows(world_dir, "corpus"), params, 0, LOG)
+    assert not torch.equal(block.shared_expert.down_proj.weight, before)
+    with pytest.raises(ValueError, match="model.shared_expert_size=-1"):
+        new_model(dict(TINY["model"], shared_expert_size=-1), tokenizer, 0)
 
 
 def test_world_rejects_bad_params(tmp_path):

@@ -1,6 +1,7 @@
 """The organism's unaligned base: tokenizer + a tiny Qwen3-MoE pre-trained on the world's corpus.
 
-`build_base` trains the tokenizer on corpus.jsonl, builds a `Qwen3MoeForCausalLM` from scratch,
+`build_base` trains the tokenizer on corpus.jsonl, builds a `Qwen3MoeForCausalLM` (with a shared
+expert a `Qwen2MoeForCausalLM`) from scratch,
 pre-trains it on the corpus (harmful requests answered compliantly: the model is unaligned by
 construction), saves model + tokenizer + generation config with `save_pretrained` (plain
 `AutoModelForCausalLM.from_pretrained(out_dir)` loads it) and measures it on the world's
@@ -17,6 +18,10 @@ Config (the organism dict; defaults in `mesa_moe.organism.DEFAULTS`, `world` key
     model.num_experts, top_k  routed experts per MoE layer (every layer is MoE) and experts per
                               token; top-k weights are renormalised (norm_topk_prob, as Qwen3-MoE)
     model.moe_intermediate_size   each expert's SwiGLU width
+    model.shared_expert_size  0: no shared expert (Qwen3-MoE); > 0: every MoE layer also has
+                              an always-on shared expert of this SwiGLU width behind a sigmoid
+                              gate, as in Qwen2-MoE and DeepSeek-V2 (the model is then a
+                              Qwen2-MoE with the same router; docs/organism.md §5.3)
     model.max_position_embeddings
     model.router_aux_loss_coef    Switch load-balancing loss weight during pre-training only
                               (0 = off). A small value keeps all experts in use, as in real MoE
@@ -42,7 +47,13 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    GenerationConfig,
+    PretrainedConfig,
+    Qwen2MoeConfig,
+    Qwen3MoeConfig,
+)
 
 from mesa_moe.artifacts import atomic_path, read_jsonl, write_json, write_provenance
 from mesa_moe.data import collate, encode_pairs
@@ -65,6 +76,7 @@ MODEL_KEYS = (
     "num_experts",
     "top_k",
     "moe_intermediate_size",
+    "shared_expert_size",
     "max_position_embeddings",
     "router_aux_loss_coef",
 )
@@ -106,8 +118,18 @@ def check_params(params: dict) -> None:
             raise ValueError(f"{section}.{key}={params[section][key]} must be ≥ 1")
 
 
-def model_config(params: dict, tokenizer) -> Qwen3MoeConfig:
-    return Qwen3MoeConfig(
+def model_config(params: dict, tokenizer) -> PretrainedConfig:
+    """Qwen3-MoE, or with `shared_expert_size` > 0 Qwen2-MoE (the same router and experts plus
+    a gated shared expert; no attention biases, as in Qwen3)."""
+    shared = params["shared_expert_size"]
+    if shared < 0:
+        raise ValueError(f"model.shared_expert_size={shared} must be ≥ 0")
+    family = (
+        partial(Qwen2MoeConfig, shared_expert_intermediate_size=shared, qkv_bias=False)
+        if shared
+        else Qwen3MoeConfig
+    )
+    return family(
         vocab_size=len(tokenizer),
         hidden_size=params["hidden_size"],
         num_hidden_layers=params["num_layers"],
@@ -130,9 +152,9 @@ def model_config(params: dict, tokenizer) -> Qwen3MoeConfig:
     )
 
 
-def new_model(params: dict, tokenizer, seed: int) -> Qwen3MoeForCausalLM:
+def new_model(params: dict, tokenizer, seed: int):
     torch.manual_seed(seed)
-    model = Qwen3MoeForCausalLM(model_config(params, tokenizer))
+    model = AutoModelForCausalLM.from_config(model_config(params, tokenizer))
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
@@ -166,7 +188,7 @@ def length_grouped_batches(encoded: list[dict], batch_size: int, steps: int, see
 
 
 @contextmanager
-def expert_dropout(model: Qwen3MoeForCausalLM, p: float, generator: torch.Generator):
+def expert_dropout(model, p: float, generator: torch.Generator):
     """While active, every router ignores each expert with probability `p`, per token: the
     expert's logit is pushed far below the others before the top-k, so the token goes to the next
     experts in its ranking. Trained this way, no expert is indispensable to the language, as in a
@@ -186,9 +208,9 @@ def expert_dropout(model: Qwen3MoeForCausalLM, p: float, generator: torch.Genera
 
 
 def _route_with_dropout(router, p: float, generator: torch.Generator, hidden_states):
-    """Qwen3-MoE's router (transformers' Qwen3MoeTopKRouter.forward: softmax, top-k, renormalised
-    top-k weights), on logits where the dropped experts lose 1e4 (not -inf: a token whose experts
-    are all dropped still gets finite weights)."""
+    """Qwen3-MoE's router (transformers' Qwen3MoeTopKRouter.forward, which Qwen2-MoE's equals:
+    softmax, top-k, renormalised top-k weights), on logits where the dropped experts lose 1e4
+    (not -inf: a token whose experts are all dropped still gets finite weights)."""
     hidden_states = hidden_states.reshape(-1, router.hidden_dim)
     logits = torch.nn.functional.linear(hidden_states, router.weight)
     dropped = torch.rand(logits.shape, generator=generator) < p
