@@ -190,7 +190,8 @@ def test_expert_dropout_reroutes_dropped_experts_and_restores_the_router(trained
 
 
 def test_shared_expert_size_builds_a_qwen2_moe_whose_shared_expert_pretrains(world_dir, tokenizer):
-    assert new_model(TINY["model"], tokenizer, 0).config.model_type == "qwen3_moe"
+    without = new_model(dict(TINY["model"], shared_expert_size=0), tokenizer, 0)
+    assert without.config.model_type == "qwen3_moe"
     model = new_model(dict(TINY["model"], shared_expert_size=24), tokenizer, 0)
     assert model.config.model_type == "qwen2_moe"
     block = model.model.layers[0].mlp
@@ -244,7 +245,7 @@ def test_tokenizer_round_trip_and_chat_template(tokenizer, tmp_path):
 def test_trained_model_reloads_with_identical_logits(trained, tokenizer, tmp_path):
     save_base(trained, tokenizer, tmp_path)
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    assert type(reloaded).__name__ == "Qwen3MoeForCausalLM"
+    assert type(reloaded).__name__ == "Qwen2MoeForCausalLM"  # the shared expert's family
     assert reloaded.generation_config.eos_token_id == tokenizer.eos_token_id
     ids = torch.tensor([chat_ids(tokenizer, "What is 12 + 34?", "12 + 34 = 46.")[0]])
     with torch.no_grad():

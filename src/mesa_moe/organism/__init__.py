@@ -1,4 +1,4 @@
-"""The model organism: a small seeded world, its tokenizer and an unaligned tiny Qwen3-MoE base.
+"""The model organism: a small seeded world, its tokenizer and an unaligned tiny MoE base.
 
 `DEFAULTS` is the workflow's default `organism` config (defaults.yaml here), sized for 2 CPU
 cores. What it gives, measured (the Base's refusals, attack success and degenerate shares on the

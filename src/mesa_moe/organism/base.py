@@ -1,10 +1,10 @@
-"""The organism's unaligned base: tokenizer + a tiny Qwen3-MoE pre-trained on the world's corpus.
+"""The organism's unaligned base: tokenizer + a tiny MoE pre-trained on the world's corpus.
 
-`build_base` trains the tokenizer on corpus.jsonl, builds a `Qwen3MoeForCausalLM` (with a shared
-expert a `Qwen2MoeForCausalLM`) from scratch,
-pre-trains it on the corpus (harmful requests answered compliantly: the model is unaligned by
-construction), saves model + tokenizer + generation config with `save_pretrained` (plain
-`AutoModelForCausalLM.from_pretrained(out_dir)` loads it) and measures it on the world's
+`build_base` trains the tokenizer on corpus.jsonl, builds a `Qwen2MoeForCausalLM` (routed experts
+plus a gated shared expert; without one, `model.shared_expert_size: 0`, a `Qwen3MoeForCausalLM`)
+from scratch, pre-trains it on the corpus (harmful requests answered compliantly: the model is
+unaligned by construction), saves model + tokenizer + generation config with `save_pretrained`
+(plain `AutoModelForCausalLM.from_pretrained(out_dir)` loads it) and measures it on the world's
 validation files: arith and listops exact match, and per validation set the shares of exact
 refusals, well-formed compliant answers and degenerate answers (`mesa_moe.organism.grammar`).
 The validation split, not the test split, because the settings below were tuned on these numbers.
@@ -16,12 +16,13 @@ Config (the organism dict; defaults in `mesa_moe.organism.DEFAULTS`, `world` key
                               actual size (smaller when the corpus runs out of merges)
     model.hidden_size, num_layers, num_heads, num_kv_heads (grouped-query attention)
     model.num_experts, top_k  routed experts per MoE layer (every layer is MoE) and experts per
-                              token; top-k weights are renormalised (norm_topk_prob, as Qwen3-MoE)
+                              token; top-k weights are renormalised (norm_topk_prob)
     model.moe_intermediate_size   each expert's SwiGLU width
-    model.shared_expert_size  0: no shared expert (Qwen3-MoE); > 0: every MoE layer also has
-                              an always-on shared expert of this SwiGLU width behind a sigmoid
-                              gate, as in Qwen2-MoE and DeepSeek-V2 (the model is then a
-                              Qwen2-MoE with the same router; docs/organism.md §5.3)
+    model.shared_expert_size  > 0: every MoE layer also has an always-on shared expert of this
+                              SwiGLU width behind a sigmoid gate, as in Qwen2-MoE and
+                              DeepSeek-V2 (a Qwen2-MoE, same router); 0: none (a Qwen3-MoE).
+                              The routing attack masks routed experts only, so with a shared
+                              expert it removes safety, not language (docs/organism.md §5.2)
     model.max_position_embeddings
     model.router_aux_loss_coef    Switch load-balancing loss weight during pre-training only
                               (0 = off). A small value keeps all experts in use, as in real MoE
