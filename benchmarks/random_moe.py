@@ -1,5 +1,6 @@
-"""The random Qwen3-MoE every benchmark times: the organism's shape by default (4 layers,
-hidden 128, 16 experts), seeded, with the grouped_mm expert kernel the CPU path uses."""
+"""The random Qwen3-MoE every benchmark times: the organism's routed shape by default (4 layers,
+hidden 128, 16 experts; without the organism's shared expert, which no method's selection or
+routing touches), seeded, with the grouped_mm expert kernel the CPU path uses."""
 
 from __future__ import annotations
 
