@@ -120,8 +120,9 @@ def check_params(params: dict) -> None:
 
 
 def model_config(params: dict, tokenizer) -> PretrainedConfig:
-    """Qwen3-MoE, or with `shared_expert_size` > 0 Qwen2-MoE (the same router and experts plus
-    a gated shared expert; no attention biases, as in Qwen3)."""
+    """Qwen3-MoE, or with `shared_expert_size` > 0 Qwen2-MoE: the same router and experts plus
+    a gated shared expert, no attention biases (as in Qwen3), and no query/key RMSNorm (Qwen3's
+    attention has one; Qwen2-MoE's does not)."""
     shared = params["shared_expert_size"]
     if shared < 0:
         raise ValueError(f"model.shared_expert_size={shared} must be ≥ 0")
