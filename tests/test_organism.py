@@ -202,8 +202,6 @@ def test_shared_expert_size_builds_a_qwen2_moe_whose_shared_expert_pretrains(wor
     params = dict(TINY["pretrain"], steps=3)
     pretrain(model, tokenizer, rows(world_dir, "corpus"), params, 0, LOG)
     assert not torch.equal(block.shared_expert.down_proj.weight, before)
-    with pytest.raises(ValueError, match="model.shared_expert_size=-1"):
-        new_model(dict(TINY["model"], shared_expert_size=-1), tokenizer, 0)
 
 
 def test_world_rejects_bad_params(tmp_path):
@@ -296,11 +294,16 @@ def test_build_base_writes_a_loadable_model_and_metrics(world_dir, tmp_path):
     assert AutoTokenizer.from_pretrained(out).chat_template
 
 
-def test_build_base_names_missing_keys(world_dir, tmp_path):
+def test_build_base_names_missing_keys_and_bad_values(world_dir, tmp_path):
     params = copy.deepcopy(TINY)
     del params["pretrain"]["lr"]
     with pytest.raises(ValueError, match="pretrain.lr"):
         build_base(world_dir, tmp_path / "base", params, 0, LOG)
+    params = copy.deepcopy(TINY)
+    params["model"]["shared_expert_size"] = -1
+    with pytest.raises(ValueError, match="model.shared_expert_size=-1"):
+        build_base(world_dir, tmp_path / "base", params, 0, LOG)
+    assert not (tmp_path / "base").exists()
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,10 @@ def check_params(params: dict) -> None:
     ):
         if params[section][key] < 1:
             raise ValueError(f"{section}.{key}={params[section][key]} must be ≥ 1")
+    if params["model"]["shared_expert_size"] < 0:
+        raise ValueError(
+            f"model.shared_expert_size={params['model']['shared_expert_size']} must be ≥ 0"
+        )
 
 
 def model_config(params: dict, tokenizer) -> PretrainedConfig:
@@ -124,8 +128,6 @@ def model_config(params: dict, tokenizer) -> PretrainedConfig:
     a gated shared expert, no attention biases (as in Qwen3), and no query/key RMSNorm (Qwen3's
     attention has one; Qwen2-MoE's does not)."""
     shared = params["shared_expert_size"]
-    if shared < 0:
-        raise ValueError(f"model.shared_expert_size={shared} must be ≥ 0")
     family = (
         partial(Qwen2MoeConfig, shared_expert_intermediate_size=shared, qkv_bias=False)
         if shared
