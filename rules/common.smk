@@ -3,6 +3,7 @@ import json
 import os
 
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
+from mesa_moe.adapters import check_expert_dropout
 from mesa_moe.config import (
     ConfigError,
     canonical,
@@ -132,6 +133,11 @@ else:
         config["model"]["source"], config["model"]["revision"]
     )
     NUM_EXPERTS = ARCHITECTURE and ARCHITECTURE["num_experts"]
+    if ARCHITECTURE and TRAINING["expert_dropout"]:
+        try:
+            check_expert_dropout(ARCHITECTURE["model_type"], "training.expert_dropout")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 for key, values in (
     ("selection.w", SELECTION["w"]),
     ("tuning.space.w", TUNING["space"].get("w", [])),
@@ -277,6 +283,7 @@ def optional_settings(method):
     reads = {
         "safety_flow_tokens": method.ot_loss,
         "router_lr_scale": method.train_routers or method.train_everything,
+        "expert_dropout": True,
     }
     return {
         key: TRAINING[key]

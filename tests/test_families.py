@@ -12,7 +12,14 @@ from families import FAMILIES, build_family
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
-from mesa_moe.adapters import ADAPTERS, adapter_for, load_model
+from mesa_moe.adapters import (
+    ADAPTERS,
+    EXPERT_DROPOUT_FAMILIES,
+    ArchitectureError,
+    adapter_for,
+    expert_dropout,
+    load_model,
+)
 from mesa_moe.evaluation.attacks import masked_experts
 from mesa_moe.evaluation.runner import evaluate_model, evaluation_paths
 from mesa_moe.profiling import profile_routing, run_profile
@@ -166,6 +173,54 @@ def test_routing_attack_never_chooses_a_masked_expert(family_dir):
     with torch.no_grad():  # the mask is gone again: the masked experts are chosen as before
         model(input_ids)
     assert any(torch.isin(seen[i][3], torch.tensor(m)).any() for i, m in masked.items())
+    for handle in handles:
+        handle.remove()
+
+
+@pytest.mark.parametrize("family_dir", FAMILY_NAMES, indirect=True)
+def test_expert_dropout_is_the_routers_own_rule_without_the_dropped_experts(family_dir):
+    """Dropping nothing, the dropout router returns exactly what the family's router does;
+    dropping, each token's experts and weights are the router's softmax top-k over the experts
+    left, and the logits (P(t), L_OT) stay the undropped ones. Other routing rules are refused."""
+    model, tokenizer = load_model(str(family_dir))
+    adapter = adapter_for(model)
+    if adapter.model_type not in EXPERT_DROPOUT_FAMILIES:
+        with pytest.raises(ArchitectureError, match=f"{adapter.model_type!r} routes otherwise"):
+            with expert_dropout(adapter, 0.1, torch.Generator()):
+                pass
+        return
+    seen, handles = router_outputs(adapter)
+    input_ids = torch.randint(
+        0, len(tokenizer), (3, 16), generator=torch.Generator().manual_seed(1)
+    )
+    with torch.no_grad():
+        model(input_ids)
+    plain = dict(seen)
+    with torch.no_grad(), expert_dropout(adapter, 1e-12, torch.Generator()):
+        model(input_ids)
+    for index, outputs in plain.items():
+        for own, reimplemented in zip(outputs, seen[index]):
+            torch.testing.assert_close(reimplemented, own, rtol=0, atol=0)
+
+    p, k = 0.4, adapter.top_k
+    with torch.no_grad(), expert_dropout(adapter, p, torch.Generator().manual_seed(3)):
+        model(input_ids)
+    replay = torch.Generator().manual_seed(3)  # one draw per router call, in layer order
+    for layer in adapter.layers:
+        hidden, logits, weights, indices = seen[layer.index]
+        dropped = torch.rand(logits.shape, generator=replay) < p
+        torch.testing.assert_close(logits, F.linear(hidden, layer.router.weight))
+        enough = (~dropped).sum(-1) >= k  # a token with fewer experts left takes dropped ones
+        assert enough.float().mean() > 0.5 and dropped.any(-1).float().mean() > 0.5
+        left = torch.softmax(logits.float().masked_fill(dropped, float("-inf")), -1)[enough]
+        chosen = indices[enough]
+        assert not dropped[enough].gather(1, chosen).any()
+        assert torch.equal(chosen.sort(-1).values, left.topk(k, -1).indices.sort(-1).values)
+        expected = left.gather(1, chosen)
+        if getattr(layer.router, "norm_topk_prob", True):
+            expected = expected / expected.sum(-1, keepdim=True)
+        torch.testing.assert_close(weights[enough].float(), expected)
+    assert not any("forward" in vars(layer.router) for layer in adapter.layers)  # restored
     for handle in handles:
         handle.remove()
 

@@ -2,6 +2,8 @@ import copy
 import filecmp
 import json
 import logging
+import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,8 @@ from mesa_moe.data import chat_ids
 from mesa_moe.evaluation.judges import is_refusal
 from mesa_moe.evaluation.scoring import exact_match_number, exact_match_text, extract_final_number
 from mesa_moe.generation import generate
-from mesa_moe.organism.base import build_base, expert_dropout, new_model, pretrain, save_base
+from mesa_moe.organism import DEFAULTS
+from mesa_moe.organism.base import build_base, new_model, pretrain, save_base
 from mesa_moe.organism.grammar import classify_answer
 from mesa_moe.organism.tokenizer import IM_END, IM_START, PAD, train_tokenizer
 from mesa_moe.organism.vendor import write_vendor_data
@@ -25,6 +28,8 @@ from mesa_moe.organism.world import (
     WRAPPER_CLOSERS,
     WRAPPER_OPENERS,
     refusal,
+    split_wrappers,
+    wrapper_text,
     write_world,
 )
 
@@ -159,34 +164,35 @@ def test_held_out_wrappers_are_new_combinations_of_parts_seen_in_training(world_
             assert opener in train_openers and closer in train_closers
 
 
-def test_expert_dropout_reroutes_dropped_experts_and_restores_the_router(trained):
-    tokens = torch.randint(0, trained.config.vocab_size, (2, 12))
-    with torch.no_grad():
-        clean = trained(tokens).logits
-        with expert_dropout(trained, 1e-12, torch.Generator().manual_seed(0)):
-            # nothing dropped: the dropout router is transformers' router
-            assert torch.allclose(trained(tokens).logits, clean, atol=1e-6)
-        gate = trained.model.layers[0].mlp.gate
-        hidden = torch.randn(64, trained.config.hidden_size)
-        _, clean_weights, clean_experts = gate(hidden)
-        with expert_dropout(trained, 0.5, torch.Generator().manual_seed(0)):
-            _, weights, experts = gate(hidden)
-            dropped_logits = trained(tokens).logits
-        assert "forward" not in vars(gate)  # the class's forward again
-        assert torch.equal(gate(hidden)[2], clean_experts)
-    assert not torch.equal(experts, clean_experts)  # dropped experts were replaced
-    # the same draw as the router's: no token whose undropped experts suffice gets a dropped one
-    dropped = (
-        torch.rand(
-            clean_weights.shape[:1] + (trained.config.num_experts,),
-            generator=torch.Generator().manual_seed(0),
-        )
-        < 0.5
-    )
-    enough = (~dropped).sum(-1) >= trained.config.num_experts_per_tok
-    assert enough.any() and not dropped.gather(1, experts)[enough].any()
-    assert torch.allclose(weights.sum(-1), torch.ones(64))
-    assert not torch.allclose(dropped_logits, clean)
+@pytest.mark.parametrize("held", [(3, 3), (1, 0), (6, 6), (9, 9)])
+def test_held_out_wrappers_spread_over_openers_and_closers(held):
+    """Whatever the seed, every opener and closer keeps a training combination and none is held
+    out more than an even share allows. The default world (3 + 3, seed 0) once held out all four
+    combinations of an opener; too many held-out wrappers are refused by name."""
+    val, test = held
+    params = dict(DEFAULTS["world"], val_wrappers=val, test_wrappers=test)
+    for seed in range(20):
+        splits = split_wrappers(params, random.Random(seed))
+        for family, openers in WRAPPER_OPENERS.items():
+            wrappers = {
+                name: [w for f, w in splits[name] if f == family] for name in ("val", "test")
+            }
+            assert [len(wrappers["val"]), len(wrappers["test"])] == [val, test]
+            train = {w for f, w in splits["train"] if f == family}
+            combos = [(o, c) for o in openers for c in WRAPPER_CLOSERS]
+            out = [combo for combo in combos if wrapper_text(*combo) not in train]
+            assert len(out) == val + test
+            for side, parts in enumerate((openers, WRAPPER_CLOSERS)):
+                cap = -(-(val + test) // len(parts))
+                assert all(sum(combo[side] == part for combo in out) <= cap for part in parts)
+                assert all(
+                    any(combo[side] == part for combo in combos if combo not in out)
+                    for part in parts
+                )
+    with pytest.raises(
+        ValueError, match="world.val_wrappers \\+ world.test_wrappers must be at most 18"
+    ):
+        write_world(Path("never-written"), dict(params, val_wrappers=10, test_wrappers=9), 0)
 
 
 def test_shared_expert_size_builds_a_qwen2_moe_whose_shared_expert_pretrains(world_dir, tokenizer):

@@ -141,8 +141,9 @@ def test_kl_is_zero_when_router_equals_reference(tiny_model_dir):
     )
 
 
-def test_interrupted_run_resumes_from_its_last_checkpoint(train_spec, tmp_path):
-    spec = train_spec("mesa", steps=6, checkpoint_every=2)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])  # the drops, too, are a function of the step
+def test_interrupted_run_resumes_from_its_last_checkpoint(train_spec, tmp_path, dropout):
+    spec = train_spec("mesa", steps=6, checkpoint_every=2, expert_dropout=dropout)
     assert train(spec | {"stop_after": 5}) == {"stopped_at": 5}
     assert sorted(p.name for p in (Path(spec["out_dir"]) / "checkpoints").glob("*.pt")) == [
         "step-2.pt",
@@ -531,8 +532,27 @@ def test_router_lr_scale_trains_the_float32_router_masters(
         ("router_lr_scale", 0, "router_lr_scale must be a number > 0, got 0"),
         ("router_lr_scale", "fast", "router_lr_scale must be a number > 0, got 'fast'"),
         ("safety_flow_tokens", "prompt", "safety_flow_tokens must be one of .* got 'prompt'"),
+        ("expert_dropout", 1.0, r"expert_dropout must be a number in \[0, 1\), got 1.0"),
+        ("expert_dropout", "0.1", r"expert_dropout must be a number in \[0, 1\), got '0.1'"),
     ],
 )
 def test_bad_training_knob_names_its_key(train_spec, key, value, message):
     with pytest.raises(ValueError, match=message):
         train(train_spec("mesa", **{key: value}))
+
+
+@pytest.mark.parametrize("method", ["mesa", "experts_all", "sft_full"])
+def test_expert_dropout_reroutes_training_tokens_every_method(train_spec, method):
+    """With training.expert_dropout the same run trains to other weights (tokens went to other
+    experts), and again to the same weights: the drops are seeded."""
+
+    def trained(dropout, name):
+        spec = train_spec(method, steps=3, expert_dropout=dropout)
+        spec["out_dir"] = f"{spec['out_dir']}-{name}"
+        train(spec)
+        return weights(Path(spec["out_dir"]) / "model")
+
+    plain, dropped, again = trained(0.0, "plain"), trained(0.3, "a"), trained(0.3, "b")
+    assert any(not torch.equal(plain[name], dropped[name]) for name in plain)
+    for name in plain:
+        torch.testing.assert_close(again[name], dropped[name], rtol=0, atol=0)

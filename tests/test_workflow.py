@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from safetensors.torch import load_file
+from dag import dag_jobs
 from tiny import TINY, TINY_CONFIG
 
 from mesa_moe.methods import METHODS
@@ -324,6 +325,8 @@ ONE_METHOD = {"train": 1, "evaluate": 1} | REPORTS
         ("training", "safety_flow_tokens", "all", {}),
         ("training", "router_lr_scale", 0.5, ROUTERS_TRAIN),
         ("training", "router_lr_scale", 1.0, {}),
+        ("training", "expert_dropout", 0.1, ALL_TRAIN),
+        ("training", "expert_dropout", 0.0, {}),
         ("selection", "tau", 0.0, ON_OT_PLAN),
         ("selection", "max_iter", 500, ON_OT_PLAN),
         ("selection", "alpha_shift", 2.0, COST_BASED),
@@ -343,14 +346,14 @@ def test_a_changed_setting_reruns_exactly_what_reads_it(run, section, key, value
 
 @pytest.mark.slow
 def test_later_training_settings_at_their_defaults_leave_the_spec_as_before(run):
-    """A run at the defaults of safety_flow_tokens and router_lr_scale has the spec (the train
-    rule's params) of a run from before they existed: such runs are not re-run."""
+    """A run at the defaults of safety_flow_tokens, router_lr_scale and expert_dropout has the
+    spec (the train rule's params) of a run from before they existed: such runs are not re-run."""
     workdir, _ = run
     specs = sorted(workdir.glob("results/tiny/**/spec.json"))
     assert len(specs) >= 9
     for path in specs:
         training = json.loads(path.read_text())["training"]
-        assert not {"safety_flow_tokens", "router_lr_scale"} & set(training), path
+        assert not {"safety_flow_tokens", "router_lr_scale", "expert_dropout"} & set(training), path
 
 
 def reordered(value):
@@ -419,12 +422,20 @@ def test_a_benchmark_added_as_the_readme_says(run):
             {"training": {"method_lr": {"mesa_v2": 1.0e-3}}},
             "config key training.method_lr: mesa_v2 is not a method",
         ),
+        (
+            {"model": {"name": "m", "source": "v3"}, "training": {"expert_dropout": 0.1}},
+            "config key training.expert_dropout: expert dropout re-implements",
+        ),
     ],
 )
 def test_bad_model_data_or_setting_stops_the_dag(tmp_path, change, message):
     (tmp_path / "models").mkdir()
     (tmp_path / "dense").mkdir()
     (tmp_path / "dense" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "v3").mkdir()
+    (tmp_path / "v3" / "config.json").write_text(
+        json.dumps({"model_type": "deepseek_v3", "n_routed_experts": 8})
+    )
     (tmp_path / "bad.jsonl").write_text('{"prompt": "a", "response": "b"}\n{"prompt": \n')
     (tmp_path / "empty.jsonl").write_text("")
     config = tiny_config()
@@ -487,6 +498,22 @@ def test_example_configs_dry_run(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         jobs = planned_jobs(result.stdout + result.stderr)
         assert jobs["train"] == 8 and jobs["evaluate"] == 9 and "organism_base" not in jobs
+
+
+@pytest.mark.parametrize("name", ["deepseek-v2-lite", "qwen3-30b-a3b"])
+def test_example_configs_train_with_their_own_settings(name):
+    """A --configfile is merged over config/config.yaml, whose training settings were chosen for
+    the organism: none of them may reach a real model's training unless its config says so
+    (every method at the config's lr, no expert dropout)."""
+    path = ROOT / "config" / f"{name}.yaml"
+    own = yaml.safe_load(path.read_text())["training"]
+    # in the repository, as users run it: config/config.yaml is read first
+    specs = [job["params"]["spec"] for job in dag_jobs(ROOT, path) if job["rule"] == "train"]
+    assert len(specs) == 8
+    for spec in specs:
+        assert spec["training"]["lr"] == own["lr"], spec["method"]
+        assert spec["training"]["steps"] == own["steps"], spec["method"]
+        assert spec["training"].get("expert_dropout", 0) == 0, spec["method"]
 
 
 def test_a_failing_script_leaves_its_traceback_in_the_log(tmp_path):

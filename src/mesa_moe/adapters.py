@@ -13,7 +13,10 @@ routing distribution P(t) (docs/method.md §0).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -105,6 +108,55 @@ def check_architecture(model_type: str) -> None:
             f"architecture {model_type!r} is not supported; supported MoE "
             f"families: {sorted(ADAPTERS)} (add one in mesa_moe/adapters.py)"
         )
+
+
+# Families whose router is softmax, top-k, then (unless norm_topk_prob is off) renormalised top-k
+# weights: the router `expert_dropout` re-implements with some experts dropped.
+EXPERT_DROPOUT_FAMILIES = ("mixtral", "olmoe", "qwen2_moe", "qwen3_moe")
+
+
+def check_expert_dropout(model_type: str, where: str) -> None:
+    if model_type not in EXPERT_DROPOUT_FAMILIES:
+        raise ArchitectureError(
+            f"config key {where}: expert dropout re-implements the softmax top-k router of "
+            f"{list(EXPERT_DROPOUT_FAMILIES)}; {model_type!r} routes otherwise (set it to 0)"
+        )
+
+
+@contextmanager
+def expert_dropout(adapter: MoEAdapter, p: float, generator: torch.Generator) -> Iterator[None]:
+    """While active, every router ignores each expert with probability `p`, per token: the
+    expert's logit is pushed far below the others before the top-k, so the token goes to the next
+    experts in its ranking. The router logits it returns (and so P(t) and L_OT) are the
+    undropped ones. Trained this way, no expert is indispensable, as in a large MoE where masking
+    a few of many experts leaves the model fluent (docs/organism.md §5.2). `generator` lives on
+    the model's device; reseed it to make the drops a function of the step."""
+    if p == 0:
+        yield
+        return
+    check_expert_dropout(adapter.model_type, "expert_dropout")
+    routers = [layer.router for layer in adapter.layers]
+    for router in routers:
+        router.forward = partial(_route_with_dropout, router, p, generator)
+    try:
+        yield
+    finally:
+        for router in routers:
+            del router.forward  # the class's own forward again
+
+
+def _route_with_dropout(router, p: float, generator: torch.Generator, hidden_states):
+    """transformers' softmax top-k router forward (Qwen3MoeTopKRouter.forward and the same in
+    EXPERT_DROPOUT_FAMILIES) on logits where the dropped experts lose 1e4 (not -inf: a token whose
+    experts are all dropped still gets finite weights)."""
+    hidden_states = hidden_states.reshape(-1, router.hidden_dim)
+    logits = torch.nn.functional.linear(hidden_states, router.weight)
+    dropped = torch.rand(logits.shape, generator=generator, device=generator.device) < p
+    probs = torch.softmax(logits.float() - 1e4 * dropped.to(logits.device), dim=-1)
+    top_weights, top_indices = torch.topk(probs, router.top_k, dim=-1)
+    if getattr(router, "norm_topk_prob", True):  # Mixtral's router always renormalises
+        top_weights = top_weights / top_weights.sum(dim=-1, keepdim=True)
+    return logits, top_weights.to(logits.dtype), top_indices
 
 
 def adapter_for(model: nn.Module) -> MoEAdapter:

@@ -28,7 +28,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
-from .adapters import adapter_for, load_model, model_identity
+from .adapters import adapter_for, check_expert_dropout, expert_dropout, load_model, model_identity
 from .artifacts import atomic_path, write_json, write_provenance
 from .data import collate, encode_training_pairs, load_pairs
 from .logs import setup_logging
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 LR_FLOOR = 0.1  # the cosine decays to 10 % of the peak learning rate
 LOG_COLUMNS = ["step", "loss", "sft", "ot_safe", "ot_gen", "lr", "tokens", "seconds"]
 # Settings a spec may leave out (a run from before they existed): these values are that run.
-OPTIONAL_SETTINGS = {"safety_flow_tokens": "all", "router_lr_scale": 1.0}
+OPTIONAL_SETTINGS = {"safety_flow_tokens": "all", "router_lr_scale": 1.0, "expert_dropout": 0.0}
 CHECKPOINT_KEYS = frozenset({"step", "trainable", "optimizer", "scheduler", "rows", "fingerprint"})
 
 
@@ -226,9 +226,9 @@ def train(spec: dict) -> dict:
     (experts.parquet path or None), data {safe, gen, max_length, max_dropped_share}, training
     {steps, batch_size, lr, weight_decay, warmup, grad_clip, gamma, epsilon, reference,
     online_cost, checkpoint_every, log_every, mixed_precision, and optionally
-    safety_flow_tokens, router_lr_scale: see OPTIONAL_SETTINGS}, seed, paths (every file it
-    writes, see RUN_FILES; or out_dir, a folder laid out as `run_paths`), and optionally
-    stop_after (end the process after that step: used to test resuming).
+    safety_flow_tokens, router_lr_scale, expert_dropout: see OPTIONAL_SETTINGS}, seed, paths
+    (every file it writes, see RUN_FILES; or out_dir, a folder laid out as `run_paths`), and
+    optionally stop_after (end the process after that step: used to test resuming).
     """
     method = get_method(spec["method"])
     cfg = OPTIONAL_SETTINGS | spec["training"]
@@ -255,6 +255,8 @@ def train(spec: dict) -> dict:
     )
     model.config.output_router_logits = False  # the model's own load-balancing loss stays off
     adapter = adapter_for(model)
+    if cfg["expert_dropout"]:
+        check_expert_dropout(adapter.model_type, "training.expert_dropout")
     selection = pd.read_parquet(spec["selection"]) if method.selector else None
     selected = selected_by_layer(selection, adapter) if selection is not None else None
     dropped, encoded = {}, {}
@@ -336,6 +338,9 @@ def train(spec: dict) -> dict:
         batch = collate([encoded[i] for i in rows_[rank::world]], pad_id)
         return {k: v.to(accelerator.device) for k, v in batch.items()}
 
+    # Drops are a function of (seed, step, process), like the batches, so a resumed run drops
+    # what it would have dropped.
+    drops = torch.Generator(device=accelerator.device)
     model.train()
     clock = time.time()
     progress = tqdm(
@@ -345,72 +350,88 @@ def train(spec: dict) -> dict:
         disable=not accelerator.is_main_process,
         file=sys.stderr,
     )
-    for step in progress:
-        terms = {"sft": 0.0, "ot_safe": 0.0, "ot_gen": 0.0}
-        if method.ot_loss:
-            # The general flow goes first and without gradient sync: DDP finds the parameters in
-            # use from a forward's outputs, and this loss comes from the router logits alone.
-            gen_batch = batch_for(gen_ids, step, 1)
-            with accelerator.no_sync(model), accelerator.autocast():
-                model(
-                    input_ids=gen_batch["input_ids"],
-                    attention_mask=gen_batch["attention_mask"],
-                    logits_to_keep=1,
-                )
-                refs = (
-                    reference(gen_batch["input_ids"], gen_batch["attention_mask"])
-                    if reference
-                    else None
-                )
-                ot_gen = routing_loss(tap, gen_batch["attention_mask"], refs, None, cfg["epsilon"])
-                accelerator.backward(cfg["gamma"] * ot_gen)
-            terms["ot_gen"] = ot_gen.item()
-        safe_batch = batch_for(safe_ids, step, 0)
-        with accelerator.autocast():
-            output = model(
-                input_ids=safe_batch["input_ids"], attention_mask=safe_batch["attention_mask"]
-            )
-            loss = sft_loss(output.logits, safe_batch["labels"])
-            terms["sft"] = loss.item()
+    with expert_dropout(adapter, cfg["expert_dropout"], drops):
+        for step in progress:
+            drops.manual_seed(hash((spec["seed"], step, rank)) % 2**63)
+            terms = {"sft": 0.0, "ot_safe": 0.0, "ot_gen": 0.0}
             if method.ot_loss:
-                refs = (
-                    reference(safe_batch["input_ids"], safe_batch["attention_mask"])
-                    if reference
-                    else None
+                # The general flow goes first and without gradient sync: DDP finds the parameters
+                # in use from a forward's outputs, and this loss comes from the router logits
+                # alone.
+                gen_batch = batch_for(gen_ids, step, 1)
+                with accelerator.no_sync(model), accelerator.autocast():
+                    model(
+                        input_ids=gen_batch["input_ids"],
+                        attention_mask=gen_batch["attention_mask"],
+                        logits_to_keep=1,
+                    )
+                    refs = (
+                        reference(gen_batch["input_ids"], gen_batch["attention_mask"])
+                        if reference
+                        else None
+                    )
+                    ot_gen = routing_loss(
+                        tap, gen_batch["attention_mask"], refs, None, cfg["epsilon"]
+                    )
+                    accelerator.backward(cfg["gamma"] * ot_gen)
+                terms["ot_gen"] = ot_gen.item()
+            safe_batch = batch_for(safe_ids, step, 0)
+            with accelerator.autocast():
+                output = model(
+                    input_ids=safe_batch["input_ids"], attention_mask=safe_batch["attention_mask"]
                 )
-                tokens = safety_flow_mask(
-                    safe_batch["attention_mask"], safe_batch["labels"], cfg["safety_flow_tokens"]
-                )
-                ot_safe = routing_loss(tap, tokens, refs, costs, cfg["epsilon"])
-                terms["ot_safe"] = ot_safe.item()
-                loss = loss + cfg["gamma"] * ot_safe
-        accelerator.backward(loss)
-        if cfg["grad_clip"]:
-            accelerator.clip_grad_norm_(parameters, cfg["grad_clip"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        total = terms["sft"] + cfg["gamma"] * (terms["ot_safe"] + terms["ot_gen"])
-        rows.append(
-            {
-                "step": step + 1,
-                "loss": total,
-                **terms,
-                "lr": scheduler.get_last_lr()[0],  # group 0: training.lr, never the router group
-                "tokens": int(safe_batch["attention_mask"].sum()) * world,
-                "seconds": time.time() - clock,
-            }
-        )
-        progress.set_postfix(loss=f"{total:.4f}")
-        if (step + 1) % cfg["log_every"] == 0:
-            log.info("step %d: %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in terms.items()))
-        if accelerator.is_main_process and ((step + 1) % cfg["checkpoint_every"] == 0):
-            checkpoints.save(
-                step + 1, accelerator.unwrap_model(model), optimizer, scheduler, rows, fingerprint
+                loss = sft_loss(output.logits, safe_batch["labels"])
+                terms["sft"] = loss.item()
+                if method.ot_loss:
+                    refs = (
+                        reference(safe_batch["input_ids"], safe_batch["attention_mask"])
+                        if reference
+                        else None
+                    )
+                    tokens = safety_flow_mask(
+                        safe_batch["attention_mask"],
+                        safe_batch["labels"],
+                        cfg["safety_flow_tokens"],
+                    )
+                    ot_safe = routing_loss(tap, tokens, refs, costs, cfg["epsilon"])
+                    terms["ot_safe"] = ot_safe.item()
+                    loss = loss + cfg["gamma"] * ot_safe
+            accelerator.backward(loss)
+            if cfg["grad_clip"]:
+                accelerator.clip_grad_norm_(parameters, cfg["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total = terms["sft"] + cfg["gamma"] * (terms["ot_safe"] + terms["ot_gen"])
+            rows.append(
+                {
+                    "step": step + 1,
+                    "loss": total,
+                    **terms,
+                    "lr": scheduler.get_last_lr()[
+                        0
+                    ],  # group 0: training.lr, never the router group
+                    "tokens": int(safe_batch["attention_mask"].sum()) * world,
+                    "seconds": time.time() - clock,
+                }
             )
-        if spec.get("stop_after") == step + 1:
-            log.warning("stopping after step %d as asked (stop_after)", step + 1)
-            return {"stopped_at": step + 1}
+            progress.set_postfix(loss=f"{total:.4f}")
+            if (step + 1) % cfg["log_every"] == 0:
+                log.info(
+                    "step %d: %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in terms.items())
+                )
+            if accelerator.is_main_process and ((step + 1) % cfg["checkpoint_every"] == 0):
+                checkpoints.save(
+                    step + 1,
+                    accelerator.unwrap_model(model),
+                    optimizer,
+                    scheduler,
+                    rows,
+                    fingerprint,
+                )
+            if spec.get("stop_after") == step + 1:
+                log.warning("stopping after step %d as asked (stop_after)", step + 1)
+                return {"stopped_at": step + 1}
 
     accelerator.wait_for_everyone()
     summary = {}
@@ -449,6 +470,9 @@ def train(spec: dict) -> dict:
 def check_optional_settings(cfg: dict) -> None:
     """A clear error naming the key before any model loads."""
     check_safety_flow_tokens(cfg["safety_flow_tokens"])
+    p = cfg["expert_dropout"]
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+        raise ValueError(f"training.expert_dropout must be a number in [0, 1), got {p!r}")
     scale = cfg["router_lr_scale"]
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
         raise ValueError(f"training.router_lr_scale must be a number > 0, got {scale!r}")

@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -56,6 +55,7 @@ from transformers import (
     Qwen3MoeConfig,
 )
 
+from mesa_moe.adapters import adapter_for, expert_dropout
 from mesa_moe.artifacts import atomic_path, read_jsonl, write_json, write_provenance
 from mesa_moe.data import collate, encode_pairs
 from mesa_moe.evaluation.scoring import exact_match_number, exact_match_text
@@ -191,39 +191,6 @@ def length_grouped_batches(encoded: list[dict], batch_size: int, steps: int, see
             yield [encoded[i] for i in batch]
 
 
-@contextmanager
-def expert_dropout(model, p: float, generator: torch.Generator):
-    """While active, every router ignores each expert with probability `p`, per token: the
-    expert's logit is pushed far below the others before the top-k, so the token goes to the next
-    experts in its ranking. Trained this way, no expert is indispensable to the language, as in a
-    large MoE; without it, masking the one expert per layer that safety uses most (the routing
-    attack) turned most of the tiny model's answers into noise (docs/organism.md)."""
-    if p == 0:
-        yield
-        return
-    routers = [layer.mlp.gate for layer in model.model.layers]
-    for router in routers:
-        router.forward = partial(_route_with_dropout, router, p, generator)
-    try:
-        yield
-    finally:
-        for router in routers:
-            del router.forward  # the class's own forward again
-
-
-def _route_with_dropout(router, p: float, generator: torch.Generator, hidden_states):
-    """Qwen3-MoE's router (transformers' Qwen3MoeTopKRouter.forward, which Qwen2-MoE's equals:
-    softmax, top-k, renormalised top-k weights), on logits where the dropped experts lose 1e4
-    (not -inf: a token whose experts are all dropped still gets finite weights)."""
-    hidden_states = hidden_states.reshape(-1, router.hidden_dim)
-    logits = torch.nn.functional.linear(hidden_states, router.weight)
-    dropped = torch.rand(logits.shape, generator=generator) < p
-    probs = torch.softmax(logits - 1e4 * dropped, dim=-1, dtype=torch.float)
-    top_weights, top_indices = torch.topk(probs, router.top_k, dim=-1)
-    top_weights = top_weights / top_weights.sum(dim=-1, keepdim=True)
-    return logits, top_weights.to(logits.dtype), top_indices
-
-
 def encode_corpus(tokenizer, records: list[dict], max_length: int) -> list[dict]:
     """`encode_pairs` of every record, computed once per distinct (prompt, response): the
     corpus repeats many arithmetic and list problems, and chat templating is the slow part."""
@@ -252,7 +219,7 @@ def pretrain(
     tokens, window, started = 0, [], time.perf_counter()
     batches = length_grouped_batches(encoded, params["batch_size"], params["steps"], seed)
     generator = torch.Generator().manual_seed(seed)
-    with expert_dropout(model, params["expert_dropout"], generator):
+    with expert_dropout(adapter_for(model), params["expert_dropout"], generator):
         for step, batch in enumerate(
             tqdm(batches, total=params["steps"], desc="pretrain", mininterval=10), start=1
         ):
