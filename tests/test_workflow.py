@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from safetensors.torch import load_file
 from dag import dag_jobs
+from safetensors.torch import load_file
 from tiny import TINY, TINY_CONFIG
 
 from mesa_moe.methods import METHODS

@@ -5,14 +5,15 @@ cores. What it gives, measured (the Base's refusals, attack success and degenera
 test files, with their dates and settings), is in docs/organism.md §5.3 and docs/results.md; the
 numbers move with the seed and the number of torch threads, so none is repeated here.
 Choices behind the values, each measured against the previous defaults (docs/organism.md):
-requests are two fifths of the corpus and half of them are wrapped (with a quarter and 30 %,
+requests are over a third of the corpus and half of them are wrapped (with a quarter and 30 %,
 the base named another topic or stuttered in 18 % of its answers to wrapped requests); wrappers
-are composed of openers and closers (whole held-out wrappers were sentences the model had never
-read); top-4 of 16 experts of width 64 with expert dropout 0.1 in pre-training (without it,
-masking one expert per layer, as the routing attack does, turned 91 % of the Base's answers into
-noise); a fixed pair of steps per topic; the refusal in the tokenizer's training texts; a
-1200-step vendor SFT on direct safety rows and general rows (replaying the corpus instead,
-wrapped compliance included, left jailbreak refusal near 0 and the attack's answers noise).
+are composed of openers and closers, every part kept in training (whole held-out wrappers, or an
+opener never seen in training, were sentences the model had never read); top-4 of 16 experts of
+width 64 beside a shared expert, with expert dropout 0.1 in pre-training (without either,
+masking experts, as the routing attack does, turned most of the Base's answers into noise); a
+fixed pair of steps per topic; the refusal in the tokenizer's training texts; a vendor SFT on
+direct safety rows and general rows (replaying the corpus instead, wrapped compliance included,
+left jailbreak refusal near 0 and the attack's answers noise).
 The same shape at toy size, for tests, is the `organism` section of config/test/tiny.yaml.
 Every key is documented where it is used: `world` in `mesa_moe.organism.world`, `vendor` in
 `mesa_moe.organism.vendor`, the rest in `mesa_moe.organism.base`.
