@@ -201,6 +201,16 @@ def test_expert_dropout_is_the_routers_own_rule_without_the_dropped_experts(fami
     for index, outputs in plain.items():
         for own, reimplemented in zip(outputs, seen[index]):
             torch.testing.assert_close(reimplemented, own, rtol=0, atol=0)
+    model.to(torch.bfloat16)  # the dtypes of what the router returns, too
+    with torch.no_grad():
+        own_logits = model(input_ids).logits
+        plain = dict(seen)
+        with expert_dropout(adapter, 1e-12, torch.Generator()):
+            torch.testing.assert_close(model(input_ids).logits, own_logits, rtol=0, atol=0)
+    for index, outputs in plain.items():
+        for own, reimplemented in zip(outputs, seen[index]):
+            torch.testing.assert_close(reimplemented, own, rtol=0, atol=0)
+    model.to(torch.float32)
 
     p, k = 0.4, adapter.top_k
     with torch.no_grad(), expert_dropout(adapter, p, torch.Generator().manual_seed(3)):

@@ -556,3 +556,18 @@ def test_expert_dropout_reroutes_training_tokens_every_method(train_spec, method
     assert any(not torch.equal(plain[name], dropped[name]) for name in plain)
     for name in plain:
         torch.testing.assert_close(again[name], dropped[name], rtol=0, atol=0)
+
+
+def test_expert_dropout_on_another_routing_family_is_refused_before_the_weights_load(
+    train_spec, tmp_path
+):
+    """The family comes from config.json alone: this folder has no weights to load."""
+    from transformers import DeepseekV3Config
+
+    DeepseekV3Config(n_routed_experts=8).save_pretrained(tmp_path / "v3")
+    spec = train_spec("mesa", expert_dropout=0.1)
+    spec["model"] = spec["model"] | {"source": str(tmp_path / "v3")}
+    with pytest.raises(
+        ArchitectureError, match="config key training.expert_dropout: .*'deepseek_v3'"
+    ):
+        train(spec)

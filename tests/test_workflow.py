@@ -502,9 +502,9 @@ def test_example_configs_dry_run(tmp_path):
 
 @pytest.mark.parametrize("name", ["deepseek-v2-lite", "qwen3-30b-a3b"])
 def test_example_configs_train_with_their_own_settings(name):
-    """A --configfile is merged over config/config.yaml, whose training settings were chosen for
-    the organism: none of them may reach a real model's training unless its config says so
-    (every method at the config's lr, no expert dropout)."""
+    """A --configfile is merged over config/config.yaml, whose method_lr and expert_dropout were
+    chosen for the organism: neither may reach a real model's training (every method at the
+    config's lr, no expert dropout)."""
     path = ROOT / "config" / f"{name}.yaml"
     own = yaml.safe_load(path.read_text())["training"]
     # in the repository, as users run it: config/config.yaml is read first

@@ -124,25 +124,32 @@ def check_expert_dropout(model_type: str, where: str) -> None:
 
 
 @contextmanager
-def expert_dropout(adapter: MoEAdapter, p: float, generator: torch.Generator) -> Iterator[None]:
+def expert_dropout(
+    adapter: MoEAdapter, p: float, generator: torch.Generator, where: str = "expert_dropout"
+) -> Iterator[None]:
     """While active, every router ignores each expert with probability `p`, per token: the
     expert's logit is pushed far below the others before the top-k, so the token goes to the next
     experts in its ranking. The router logits it returns (and so P(t) and L_OT) are the
     undropped ones. Trained this way, no expert is indispensable, as in a large MoE where masking
     a few of many experts leaves the model fluent (docs/organism.md §5.2). `generator` lives on
-    the model's device; reseed it to make the drops a function of the step."""
+    the model's device; reseed it to make the drops a function of the step. `where`: the config
+    key, for the error on a family routed otherwise."""
     if p == 0:
         yield
         return
-    check_expert_dropout(adapter.model_type, "expert_dropout")
+    check_expert_dropout(adapter.model_type, where)
     routers = [layer.router for layer in adapter.layers]
+    own = [vars(router).get("forward") for router in routers]  # e.g. accelerate's hooks
     for router in routers:
         router.forward = partial(_route_with_dropout, router, p, generator)
     try:
         yield
     finally:
-        for router in routers:
-            del router.forward  # the class's own forward again
+        for router, forward in zip(routers, own):
+            if forward is None:
+                del router.forward  # the class's own forward again
+            else:
+                router.forward = forward
 
 
 def _route_with_dropout(router, p: float, generator: torch.Generator, hidden_states):
@@ -154,7 +161,9 @@ def _route_with_dropout(router, p: float, generator: torch.Generator, hidden_sta
     dropped = torch.rand(logits.shape, generator=generator, device=generator.device) < p
     probs = torch.softmax(logits.float() - 1e4 * dropped.to(logits.device), dim=-1)
     top_weights, top_indices = torch.topk(probs, router.top_k, dim=-1)
-    if getattr(router, "norm_topk_prob", True):  # Mixtral's router always renormalises
+    if not hasattr(router, "norm_topk_prob"):  # Mixtral: renormalised, kept in float32
+        return logits, top_weights / top_weights.sum(dim=-1, keepdim=True), top_indices
+    if router.norm_topk_prob:
         top_weights = top_weights / top_weights.sum(dim=-1, keepdim=True)
     return logits, top_weights.to(logits.dtype), top_indices
 

@@ -27,6 +27,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
+from transformers import AutoConfig
 
 from .adapters import adapter_for, check_expert_dropout, expert_dropout, load_model, model_identity
 from .artifacts import atomic_path, write_json, write_provenance
@@ -247,6 +248,10 @@ def train(spec: dict) -> dict:
     safe = load_pairs(spec["data"]["safe"], "data.safe", spec["seed"])
     gen = load_pairs(spec["data"]["gen"], "data.gen", spec["seed"]) if method.ot_loss else []
     device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
+    if cfg["expert_dropout"]:  # from config.json, before the weights load
+        source = spec["model"]["source"]
+        config = AutoConfig.from_pretrained(source, revision=spec["model"].get("revision"))
+        check_expert_dropout(config.model_type, "training.expert_dropout")
     model, tokenizer = load_model(
         spec["model"]["source"],
         spec["model"].get("revision"),
@@ -255,8 +260,6 @@ def train(spec: dict) -> dict:
     )
     model.config.output_router_logits = False  # the model's own load-balancing loss stays off
     adapter = adapter_for(model)
-    if cfg["expert_dropout"]:
-        check_expert_dropout(adapter.model_type, "training.expert_dropout")
     selection = pd.read_parquet(spec["selection"]) if method.selector else None
     selected = selected_by_layer(selection, adapter) if selection is not None else None
     dropped, encoded = {}, {}
@@ -350,7 +353,7 @@ def train(spec: dict) -> dict:
         disable=not accelerator.is_main_process,
         file=sys.stderr,
     )
-    with expert_dropout(adapter, cfg["expert_dropout"], drops):
+    with expert_dropout(adapter, cfg["expert_dropout"], drops, "training.expert_dropout"):
         for step in progress:
             drops.manual_seed(hash((spec["seed"], step, rank)) % 2**63)
             terms = {"sft": 0.0, "ot_safe": 0.0, "ot_gen": 0.0}
@@ -408,9 +411,8 @@ def train(spec: dict) -> dict:
                     "step": step + 1,
                     "loss": total,
                     **terms,
-                    "lr": scheduler.get_last_lr()[
-                        0
-                    ],  # group 0: training.lr, never the router group
+                    # group 0: training.lr, never the router group
+                    "lr": scheduler.get_last_lr()[0],
                     "tokens": int(safe_batch["attention_mask"].sum()) * world,
                     "seconds": time.time() - clock,
                 }

@@ -219,7 +219,8 @@ def pretrain(
     tokens, window, started = 0, [], time.perf_counter()
     batches = length_grouped_batches(encoded, params["batch_size"], params["steps"], seed)
     generator = torch.Generator().manual_seed(seed)
-    with expert_dropout(adapter_for(model), params["expert_dropout"], generator):
+    dropout = params["expert_dropout"]
+    with expert_dropout(adapter_for(model), dropout, generator, "organism.pretrain.expert_dropout"):
         for step, batch in enumerate(
             tqdm(batches, total=params["steps"], desc="pretrain", mininterval=10), start=1
         ):

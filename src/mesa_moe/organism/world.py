@@ -300,7 +300,10 @@ WRAPPERS = {
 }
 # Held-out wrappers per family: at most this many, so that every opener and closer keeps a
 # training combination however they are drawn (split_wrappers).
-MAX_HELD_OUT_WRAPPERS = min(len(o) for o in WRAPPER_OPENERS.values()) * (len(WRAPPER_CLOSERS) - 1)
+MAX_HELD_OUT_WRAPPERS = min(
+    min(len(o) for o in WRAPPER_OPENERS.values()) * (len(WRAPPER_CLOSERS) - 1),
+    len(WRAPPER_CLOSERS) * (min(len(o) for o in WRAPPER_OPENERS.values()) - 1),
+)
 
 
 def _check(params: dict) -> dict:
