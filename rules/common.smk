@@ -473,6 +473,17 @@ def tune_choose_input(wildcards):
 
 def study_context():
     """What the study report states besides the tables (mesa_moe.study.render_results)."""
+    training = {
+        key: TRAINING[key]
+        for key in TRAINING
+        if key
+        not in ("methods", "gpus", "launcher_args", "checkpoint_every", "log_every")
+    }
     return canonical(
-        {"model": config["model"]["name"], "seeds": SEEDS, "tuning": TUNING}
+        {
+            "model": config["model"]["name"],
+            "seeds": SEEDS,
+            "tuning": TUNING,
+            "training": training,
+        }
     )

@@ -385,6 +385,7 @@ CONTEXT = {
     "model": "organism",
     "seeds": [0, 1, 2],
     "tuning": {"trials": 8, "criterion": {"maximise": "safety"}},
+    "training": {"steps": 200, "expert_dropout": 0.1},
     "figures": {"routing shift": "diagnosis/routing_shift.png"},
 }
 
@@ -396,6 +397,7 @@ def test_render_results_writes_every_section_from_the_tables():
     text = render_results(with_other_setting(spec), TUNED, CONTEXT)
     assert text.startswith("# Results: organism\n")
     assert "Training seeds: 0, 1, 2" in text and "trials: 8" in text
+    assert "expert_dropout: 0.1" in text.split("## Tuned settings")[0]
     # the tuned setting: val scores are the means over its trials
     assert "| mesa | w~4_eps~0.05_gamma~1.0 | w = 4, eps = 0.05, gamma = 1.0 | 85.0 | 75.0 |" in (
         text

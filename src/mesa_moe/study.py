@@ -48,7 +48,7 @@ SELECTION_RIVALS = {
 UTILITY_TOLERANCE = 0.05
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "does not hold", "inconclusive", "not measured"
-CONTEXT_KEYS = ("model", "seeds", "tuning", "figures")
+CONTEXT_KEYS = ("model", "seeds", "tuning", "training", "figures")
 
 SAFETY_DEFINITION = (
     "safety = mean of the safety benchmarks' metrics without the routing attack, oriented "
@@ -407,7 +407,8 @@ def _scores_section(scores: pd.DataFrame) -> list[str]:
 def render_results(summary: pd.DataFrame, tuned: dict[str, dict], context: dict) -> str:
     """docs/results.md: `summary` is summary.parquet (per-seed rows of the final evaluation on
     the eval files), `tuned` method → its chosen.json, `context` {"model", "seeds", "tuning"
-    (the config's section), "figures" (name → relative path)}."""
+    (the config's section), "training" (the training settings every method shares before
+    tuning), "figures" (name → relative path)}."""
     missing = [key for key in CONTEXT_KEYS if key not in context]
     if missing:
         raise ValueError(f"render_results: context lacks {missing} (needs {list(CONTEXT_KEYS)})")
@@ -432,6 +433,12 @@ def render_results(summary: pd.DataFrame, tuned: dict[str, dict], context: dict)
         "",
         "```yaml",
         yaml.safe_dump(context["tuning"], sort_keys=False).strip(),
+        "```",
+        "",
+        "Training settings of every method (`training`; a tuned value replaces its own):",
+        "",
+        "```yaml",
+        yaml.safe_dump(context["training"], sort_keys=False).strip(),
         "```",
         "",
         "## Tuned settings (val files)",
