@@ -471,13 +471,14 @@ def tune_choose_input(wildcards):
     }
 
 
+# training keys that do not change what a method learns (how it runs, or which methods run)
+NOT_REPORTED = ("methods", "gpus", "launcher_args", "checkpoint_every", "log_every")
+
+
 def study_context():
     """What the study report states besides the tables (mesa_moe.study.render_results)."""
     training = {
-        key: TRAINING[key]
-        for key in TRAINING
-        if key
-        not in ("methods", "gpus", "launcher_args", "checkpoint_every", "log_every")
+        key: value for key, value in TRAINING.items() if key not in NOT_REPORTED
     }
     return canonical(
         {
