@@ -341,8 +341,8 @@ def train(spec: dict) -> dict:
         batch = collate([encoded[i] for i in rows_[rank::world]], pad_id)
         return {k: v.to(accelerator.device) for k, v in batch.items()}
 
-    # Drops are a function of (seed, step, process), like the batches, so a resumed run drops
-    # what it would have dropped.
+    # Drops are a function of (seed, step, process), so a resumed run drops what it would have
+    # dropped (unlike the batches, they change with the number of processes).
     drops = torch.Generator(device=accelerator.device)
     model.train()
     clock = time.time()

@@ -300,9 +300,10 @@ WRAPPERS = {
 }
 # Held-out wrappers per family: at most this many, so that every opener and closer keeps a
 # training combination however they are drawn (split_wrappers).
+_OPENERS_PER_FAMILY = min(len(openers) for openers in WRAPPER_OPENERS.values())
 MAX_HELD_OUT_WRAPPERS = min(
-    min(len(o) for o in WRAPPER_OPENERS.values()) * (len(WRAPPER_CLOSERS) - 1),
-    len(WRAPPER_CLOSERS) * (min(len(o) for o in WRAPPER_OPENERS.values()) - 1),
+    _OPENERS_PER_FAMILY * (len(WRAPPER_CLOSERS) - 1),
+    len(WRAPPER_CLOSERS) * (_OPENERS_PER_FAMILY - 1),
 )
 
 
