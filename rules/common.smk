@@ -133,6 +133,15 @@ else:
         config["model"]["source"], config["model"]["revision"]
     )
     NUM_EXPERTS = ARCHITECTURE and ARCHITECTURE["num_experts"]
+    if config["model"]["revision"] is None and not os.path.exists(
+        config["model"]["source"]
+    ):
+        logger.warning(
+            f"config key model.revision is null: every stage reads the default branch of "
+            f"{config['model']['source']} as it is when the stage runs, so a push to the hub "
+            "between stages would mix two versions (provenance.json records the commit each "
+            "stage read, commit_hash). Pin model.revision to a commit for a reproducible run."
+        )
     if ARCHITECTURE and TRAINING["expert_dropout"]:
         try:
             check_expert_dropout(ARCHITECTURE["model_type"], "training.expert_dropout")

@@ -121,3 +121,13 @@ def train_spec(tiny_model_dir, tmp_path):
         }
 
     return make
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one state per process; a test that changes mixed precision resets it."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)

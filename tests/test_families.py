@@ -12,6 +12,7 @@ from families import FAMILIES, build_family
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import mesa_moe.organism.benchmarks  # noqa: F401  (registers the organism's benchmarks)
+import mesa_moe.training as training_module
 from mesa_moe.adapters import (
     ADAPTERS,
     EXPERT_DROPOUT_FAMILIES,
@@ -19,9 +20,11 @@ from mesa_moe.adapters import (
     adapter_for,
     expert_dropout,
     load_model,
+    routers_in_their_own_precision,
 )
 from mesa_moe.evaluation.attacks import masked_experts
 from mesa_moe.evaluation.runner import evaluate_model, evaluation_paths
+from mesa_moe.losses import RouterTap
 from mesa_moe.profiling import profile_routing, run_profile
 from mesa_moe.selection import run_selection
 from mesa_moe.training import train
@@ -233,6 +236,83 @@ def test_expert_dropout_is_the_routers_own_rule_without_the_dropped_experts(fami
     assert not any("forward" in vars(layer.router) for layer in adapter.layers)  # restored
     for handle in handles:
         handle.remove()
+
+
+@pytest.mark.parametrize("family_dir", FAMILY_NAMES, indirect=True)
+def test_routers_under_bf16_autocast_route_as_in_evaluation(family_dir):
+    """Training runs under accelerate's bf16 autocast, profiling and evaluation without it. In a
+    bf16 model every router must still compute as evaluation does: DeepSeek-V2 and V3 compute
+    their routers in float32, which autocast alone would turn into bfloat16. P_ref stays float32
+    as well."""
+    model, _ = load_model(str(family_dir), dtype="bfloat16")
+    adapter = adapter_for(model)
+    tap = RouterTap(adapter)
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(12, model.config.hidden_size, generator=generator).to(torch.bfloat16)
+    float32_routers = 0
+    with torch.no_grad():
+        for layer in adapter.layers:
+            plain = layer.router(hidden)
+            weights = [w.float() for w in tap.frozen_weights[layer.index]]
+            reference = adapter.routing_probs(F.linear(hidden.float(), *weights))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                unguarded = layer.router(hidden)
+                with routers_in_their_own_precision(adapter):
+                    guarded = layer.router(hidden)
+                    guarded_reference = tap.frozen_router_reference(layer.index)
+            for ours, theirs in zip(guarded, plain):
+                torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+            torch.testing.assert_close(guarded_reference, reference, rtol=0, atol=0)
+            assert reference.dtype == torch.float32
+            if plain[0].dtype == torch.float32:  # the defect the guard prevents
+                float32_routers += 1
+                assert unguarded[0].dtype == torch.bfloat16
+    tap.remove()
+    float32_families = ("deepseek_v2", "deepseek_v3")
+    assert float32_routers == len(adapter.layers) * (adapter.model_type in float32_families)
+
+
+@pytest.mark.parametrize("family_dir", ["deepseek_v2"], indirect=True)
+def test_training_under_bf16_autocast_routes_in_float32_as_evaluation_does(
+    family_dir, tiny_model_dir, tmp_path, monkeypatch, fresh_accelerator_state
+):
+    seen = set()
+
+    def load_and_watch(*args, **kwargs):
+        model, tokenizer = load_model(*args, **kwargs)
+        for layer in adapter_for(model).layers:
+            layer.router.register_forward_hook(lambda module, i, out: seen.add(out[0].dtype))
+        return model, tokenizer
+
+    monkeypatch.setattr(training_module, "load_model", load_and_watch)
+    train(
+        {
+            "method": "experts_all",
+            "model": {"source": str(family_dir), "revision": None, "dtype": "bfloat16"},
+            "data": {
+                "safe": {"kind": "local", "path": str(tiny_model_dir / "d_safe.jsonl")},
+                "max_length": 48,
+            },
+            "seed": 0,
+            "out_dir": str(tmp_path / "train"),
+            "training": {
+                "steps": 1,
+                "batch_size": 4,
+                "lr": 1e-3,
+                "weight_decay": 0.0,
+                "warmup": 0,
+                "grad_clip": 1.0,
+                "gamma": 1.0,
+                "epsilon": 0.05,
+                "reference": "frozen_router",
+                "online_cost": "selected",
+                "checkpoint_every": 1,
+                "log_every": 1,
+                "mixed_precision": "bf16",
+            },
+        }
+    )
+    assert seen == {torch.float32}
 
 
 @pytest.mark.parametrize("family_dir", ["deepseek_v2", "deepseek_v3"], indirect=True)

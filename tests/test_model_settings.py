@@ -5,6 +5,10 @@ policy of the training data."""
 import inspect
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,3 +275,38 @@ def test_organism_template_is_unchanged_by_unknown_switches(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir / "model")
     assert tokenizer.chat_template == CHAT_TEMPLATE
     assert chat_ids(tokenizer, "hi", "ho", NO_THINKING) == chat_ids(tokenizer, "hi", "ho")
+
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_provenance_records_the_hub_commit_the_files_came_from(tiny_model_dir, tmp_path):
+    """A hub model's files come from snapshots/<commit>/ of the cache; provenance must name that
+    commit (transformers 5 no longer keeps it on the config), whether the revision was pinned or
+    resolved from the default branch. Run offline in a fresh process against a local cache."""
+    local = tiny_model_dir / "model"
+    repo = tmp_path / "hub" / "models--test-org--tiny-moe"
+    (repo / "snapshots").mkdir(parents=True)
+    shutil.copytree(local, repo / "snapshots" / HUB_COMMIT)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(HUB_COMMIT)
+    script = f"""
+import json
+from mesa_moe.adapters import load_model, model_identity
+out = {{}}
+for revision in (None, {HUB_COMMIT!r}):
+    spec = {{"source": "test-org/tiny-moe", "revision": revision}}
+    model, _ = load_model(spec["source"], revision)
+    out[str(revision)] = model_identity(spec, model)["commit_hash"]
+out["local"] = model_identity({{"source": {str(local)!r}}}, model)["commit_hash"]
+print(json.dumps(out))
+"""
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "None": HUB_COMMIT,
+        HUB_COMMIT: HUB_COMMIT,
+        "local": None,
+    }

@@ -20,13 +20,14 @@ from mesa_moe.organism import DEFAULTS
 from mesa_moe.organism.base import build_base, new_model, pretrain, save_base
 from mesa_moe.organism.grammar import classify_answer
 from mesa_moe.organism.tokenizer import IM_END, IM_START, PAD, train_tokenizer
-from mesa_moe.organism.vendor import write_vendor_data
+from mesa_moe.organism.vendor import direct_safety_rows, write_vendor_data
 from mesa_moe.organism.world import (
     BENIGN_TOPICS,
     EVAL_SETS,
     PROBLEMS,
     WRAPPER_CLOSERS,
     WRAPPER_OPENERS,
+    answer,
     refusal,
     split_wrappers,
     wrapper_text,
@@ -125,6 +126,32 @@ def test_refused_fraction_puts_the_refusal_in_pretraining_independent_of_the_req
         )
     with pytest.raises(ValueError, match="refused_fraction"):
         write_world(tmp_path / "bad", dict(params, refused_fraction=-0.1), 0)
+
+
+def test_safe_wrapped_benign_adds_helpful_wrapped_rows_to_d_safe_and_changes_nothing_else(
+    tmp_path,
+):
+    """Without benign rows in wrappers every wrapped row of D_safe is a refusal ("wrapper →
+    refuse"); the key adds them and leaves every other file, and the vendor's rows, as they are."""
+    params = dict(TINY["world"], wrapped_fraction=0.5)
+    write_world(tmp_path / "none", dict(params, safe_wrapped_benign=0), 0)
+    write_world(tmp_path / "some", dict(params, safe_wrapped_benign=25), 0)
+    none, some = (read_jsonl(tmp_path / w / "d_safe.jsonl") for w in ("none", "some"))
+    world = json.loads((tmp_path / "some" / "world.json").read_text())
+    train_wrappers = {w for _, w in world["wrappers"]["train"]}
+
+    assert not any(r["task"] == "benign" and r["wrapper"] for r in none)
+    added = [r for r in some if r["task"] == "benign" and r["wrapper"]]
+    assert len(added) == 25 == len(some) - len(none)
+    assert all(r["wrapper"] in train_wrappers and r["split"] == "train" for r in added)
+    assert all(r["response"] == answer("comply", r["topic"]) for r in added)
+    assert [r for r in some if not (r["task"] == "benign" and r["wrapper"])] == none
+    assert direct_safety_rows(some) == direct_safety_rows(none)
+    names = sorted(p.name for p in (tmp_path / "none").glob("*.jsonl") if p.stem != "d_safe")
+    _, mismatch, _ = filecmp.cmpfiles(tmp_path / "none", tmp_path / "some", names, shallow=False)
+    assert mismatch == []
+    with pytest.raises(ValueError, match="safe_wrapped_benign"):
+        write_world(tmp_path / "bad", dict(params, safe_wrapped_benign=-1), 0)
 
 
 def test_held_out_splits_are_disjoint_by_template_and_wrapper(world_dir):

@@ -364,16 +364,6 @@ def test_experts_all_of_a_bf16_model_trains_float32_masters_in_place(tiny_model_
     )
 
 
-@pytest.fixture
-def fresh_accelerator_state():
-    """accelerate keeps one state per process; a test that changes mixed precision resets it."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 @pytest.mark.parametrize("method", ["sft_full", "experts_all"])
 def test_bf16_model_under_bf16_autocast_saves_in_its_dtype(
     train_spec, tiny_model_dir, method, fresh_accelerator_state

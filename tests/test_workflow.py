@@ -498,6 +498,8 @@ def test_example_configs_dry_run(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         jobs = planned_jobs(result.stdout + result.stderr)
         assert jobs["train"] == 8 and jobs["evaluate"] == 9 and "organism_base" not in jobs
+        # an unpinned hub model is named before any job: each stage would read the hub's head
+        assert "config key model.revision is null" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("name", ["deepseek-v2-lite", "qwen3-30b-a3b"])

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -138,10 +139,19 @@ def expert_dropout(
         yield
         return
     check_expert_dropout(adapter.model_type, where)
+    with _router_forwards(
+        adapter, lambda router: partial(_route_with_dropout, router, p, generator)
+    ):
+        yield
+
+
+@contextmanager
+def _router_forwards(adapter: MoEAdapter, make_forward) -> Iterator[None]:
+    """While active, each router's forward is make_forward(router); then its own again."""
     routers = [layer.router for layer in adapter.layers]
     own = [vars(router).get("forward") for router in routers]  # e.g. accelerate's hooks
     for router in routers:
-        router.forward = partial(_route_with_dropout, router, p, generator)
+        router.forward = make_forward(router)
     try:
         yield
     finally:
@@ -150,6 +160,24 @@ def expert_dropout(
                 del router.forward  # the class's own forward again
             else:
                 router.forward = forward
+
+
+@contextmanager
+def routers_in_their_own_precision(adapter: MoEAdapter) -> Iterator[None]:
+    """While active, every router computes outside autocast, in the dtype of its own weight (as
+    profiling and evaluation do, which run without autocast). Under bf16 mixed precision autocast
+    would otherwise compute the DeepSeek-V2 and V3 routers, which transformers runs in float32,
+    in bfloat16, and a few % of tokens would train through other experts than the model uses.
+    Enter it inside `expert_dropout`, whose routing it wraps."""
+    with _router_forwards(
+        adapter, lambda router: partial(_route_without_autocast, router, router.forward)
+    ):
+        yield
+
+
+def _route_without_autocast(router, forward, hidden_states, *args, **kwargs):
+    with torch.autocast(hidden_states.device.type, enabled=False):
+        return forward(hidden_states.to(router.weight.dtype), *args, **kwargs)
 
 
 def _route_with_dropout(router, p: float, generator: torch.Generator, hidden_states):
@@ -227,14 +255,28 @@ def load_from_spec(spec: dict):
     )
 
 
+def hub_commit(source: str, revision: str | None) -> str | None:
+    """The commit of the hub snapshot a model's files were read from (None for a local folder).
+
+    transformers 5 no longer keeps it on the config (`_commit_hash`), so it is read from the path
+    of the cached config.json: the cache stores each commit under snapshots/<commit>/. With
+    `revision` unset every stage resolves the hub's default branch when it runs, and this is
+    the only record of which state it read."""
+    if Path(source).exists():
+        return None
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    return extract_commit_hash(cached_file(source, "config.json", revision=revision), None)
+
+
 def model_identity(spec: dict, model) -> dict:
     """What a downstream artifact records about the model it came from: where it was loaded from,
-    how, and with which chat-template switches."""
+    how, the hub commit its files came from, and with which chat-template switches."""
     return {
         "source": spec["source"],
         "revision": spec.get("revision"),
         "dtype": spec.get("dtype") or "float32",
         "chat_template_kwargs": spec.get("chat_template_kwargs") or {},
         "model_type": model.config.model_type,
-        "commit_hash": getattr(model.config, "_commit_hash", None),
+        "commit_hash": hub_commit(spec["source"], spec.get("revision")),
     }

@@ -102,10 +102,12 @@ class RouterTap:
 
     @torch.no_grad()
     def frozen_router_reference(self, index: int) -> torch.Tensor:
-        """P_ref(t) [T, E]: the original router on the current hidden states (no gradient)."""
+        """P_ref(t) [T, E]: the original router on the current hidden states (no gradient), in
+        float32 even under autocast."""
         device = self.inputs[index].device
         frozen = [p.to(device).float() for p in self.frozen_weights[index]]
-        return self.adapter.routing_probs(F.linear(self.inputs[index].float(), *frozen))
+        with torch.autocast(device.type, enabled=False):
+            return self.adapter.routing_probs(F.linear(self.inputs[index].float(), *frozen))
 
 
 class BaseForwardReference:

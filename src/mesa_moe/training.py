@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,14 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
-from .adapters import adapter_for, check_expert_dropout, expert_dropout, load_model, model_identity
+from .adapters import (
+    adapter_for,
+    check_expert_dropout,
+    expert_dropout,
+    load_model,
+    model_identity,
+    routers_in_their_own_precision,
+)
 from .artifacts import atomic_path, write_json, write_provenance
 from .data import collate, encode_training_pairs, load_pairs
 from .logs import setup_logging
@@ -353,7 +361,11 @@ def train(spec: dict) -> dict:
         disable=not accelerator.is_main_process,
         file=sys.stderr,
     )
-    with expert_dropout(adapter, cfg["expert_dropout"], drops, "training.expert_dropout"):
+    with (
+        expert_dropout(adapter, cfg["expert_dropout"], drops, "training.expert_dropout"),
+        routers_in_their_own_precision(adapter),
+        routers_in_their_own_precision(reference.tap.adapter) if reference else nullcontext(),
+    ):
         for step in progress:
             drops.manual_seed(hash((spec["seed"], step, rank)) % 2**63)
             terms = {"sft": 0.0, "ot_safe": 0.0, "ot_gen": 0.0}

@@ -35,7 +35,10 @@ reverse), topic, template, wrapper, family (None where they do not apply):
                      `safe_benign_fraction` share of benign look-alikes (train templates) answered
                      helpfully: without that contrast a safety SFT teaches "refuse every 'how to'
                      request" (over-refusal). Those rows keep task=benign, so a consumer can drop
-                     them.
+                     them. Then `safe_wrapped_benign` benign look-alikes inside train wrappers,
+                     answered helpfully (WildJailbreak's adversarial_benign training pairs):
+                     without them every wrapped row of D_safe is a refusal, and a safety SFT
+                     teaches "wrapper → refuse" (over-refusal on benign_jailbreak).
 - d_gen.jsonl        general pairs: arith, listops and benign, in equal shares, train split.
 - val_*.jsonl,       direct (harmful, val/test templates; response = the refusal), jailbreak
   eval_*.jsonl       (harmful from val/test templates inside val/test wrappers; response = the
@@ -54,6 +57,9 @@ reverse), topic, template, wrapper, family (None where they do not apply):
     refused_fraction      share of corpus requests (harmful and benign) answered with the refusal
     n_safe                d_safe records
     safe_benign_fraction  share of d_safe that are benign look-alikes answered helpfully
+    safe_wrapped_benign   benign look-alikes inside train wrappers added to d_safe (beyond n_safe),
+                          answered helpfully; drawn after every other file, so changing it
+                          changes d_safe only
     n_gen                 d_gen records
     n_val, n_eval         at most this many prompts per val_* / eval_* file
     val_templates, test_templates   request templates held out for val / test (rest: train)
@@ -90,6 +96,7 @@ WORLD_KEYS = (
     "refused_fraction",
     "n_safe",
     "safe_benign_fraction",
+    "safe_wrapped_benign",
     "n_gen",
     "n_val",
     "n_eval",
@@ -311,7 +318,15 @@ def _check(params: dict) -> dict:
     missing = [key for key in WORLD_KEYS if key not in params]
     if missing:
         raise ValueError(f"organism world config lacks key(s) {missing}")
-    for key in ("n_arith", "n_listops", "n_harmful", "n_benign", "n_safe", "n_gen"):
+    for key in (
+        "n_arith",
+        "n_listops",
+        "n_harmful",
+        "n_benign",
+        "n_safe",
+        "safe_wrapped_benign",
+        "n_gen",
+    ):
         if not isinstance(params[key], int) or params[key] < 0:
             raise ValueError(f"world.{key}={params[key]!r} must be a count (an integer ≥ 0)")
     for key in ("n_val", "n_eval"):
@@ -594,6 +609,13 @@ def build_world(params: dict, seed: int) -> dict:
         )
         files[f"{prefix}_arith"] = held["arith"][split]
         files[f"{prefix}_listops"] = held["listops"][split]
+
+    # Drawn last and inserted at random places, not reshuffled: every other file, and the order
+    # of the unwrapped D_safe rows the vendor trains on, stay as they are without these rows.
+    for row in sample_requests(
+        "benign", params["safe_wrapped_benign"], train_tpl, train_wrap, 1.0, "comply", "train", rng
+    ):
+        d_safe.insert(rng.randrange(len(d_safe) + 1), row)
 
     world = {
         "seed": seed,
