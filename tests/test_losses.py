@@ -12,6 +12,7 @@ from mesa_moe.losses import (
     BaseForwardReference,
     RouterTap,
     online_costs,
+    response_tokens,
     routing_loss,
     safety_flow_mask,
     safety_target,
@@ -371,6 +372,35 @@ def test_sft_loss_is_next_token_cross_entropy_on_response_labels():
     # a response label at position 0 has no preceding token to predict it from
     with pytest.raises(ValueError, match="no response tokens"):
         sft_loss(logits, torch.tensor([[3] + [IGNORE_INDEX] * 6] * 2))
+
+
+def test_process_shares_of_the_global_count_add_up_to_the_global_mean(moved):
+    """Two processes with uneven tokens (rows 0 and 1+2 of the padded batch): each divides its
+    summed loss by the global count / 2, and DDP's mean of the two is the global mean; each
+    process's own mean would weigh its tokens by the wrong share."""
+    model, tap, _, _ = moved
+    input_ids, mask = padded_batch(model.config.vocab_size)
+    labels = torch.where(mask.bool(), input_ids, IGNORE_INDEX)
+    labels[:, :4] = IGNORE_INDEX  # the prompt part
+    costs = {layer: torch.tensor(cost_vector(SELECTED[layer])) for layer in MOE_LAYERS}
+
+    def losses(rows, count=None):
+        part = slice(*rows)
+        output = forward(model, input_ids[part], mask[part])
+        sft_count, flow_count = (None, None) if count is None else count
+        return (
+            sft_loss(output.logits, labels[part], sft_count).item(),
+            routing_loss(tap, mask[part], None, costs, EPSILON, flow_count).item(),
+        )
+
+    whole = losses((0, 3))
+    shares = [(0, 1), (1, 3)]
+    counts = (response_tokens(labels) / 2, mask.sum() / 2)
+    assert [response_tokens(labels[slice(*r)]).item() for r in shares] == [6, 8]
+    combined = np.mean([losses(rows, counts) for rows in shares], axis=0)
+    np.testing.assert_allclose(combined, whole, rtol=1e-6)
+    own_means = np.mean([losses(rows) for rows in shares], axis=0)
+    assert np.all(np.abs(own_means - whole) > 1e-4 * np.abs(whole))
 
 
 @pytest.fixture(scope="module")

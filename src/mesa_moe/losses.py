@@ -40,16 +40,31 @@ def check_safety_flow_tokens(tokens: str) -> None:
         )
 
 
-def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy over response tokens (labels ≠ IGNORE_INDEX); logits [B, S, V]."""
+def sft_loss(
+    logits: torch.Tensor, labels: torch.Tensor, count: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Next-token cross-entropy over response tokens (labels ≠ IGNORE_INDEX); logits [B, S, V].
+
+    The summed cross-entropy is divided by `count`, by default the batch's response tokens (its
+    mean). Under data parallelism `training` passes the global count over processes divided by
+    their number (`response_tokens` gives the local count), so that DDP's mean of the processes'
+    gradients is the gradient of the global batch's mean, whatever the processes' shares."""
     shifted = labels[:, 1:]
-    if not (shifted != IGNORE_INDEX).any():
+    tokens = response_tokens(labels)
+    if not tokens:
         raise ValueError("batch has no response tokens to learn from")
-    return F.cross_entropy(
+    summed = F.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
         shifted.reshape(-1),
         ignore_index=IGNORE_INDEX,
+        reduction="sum",
     )
+    return summed / (tokens if count is None else count)
+
+
+def response_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """The tokens `sft_loss` learns: labels [B, S] ≠ IGNORE_INDEX after the shift."""
+    return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
 def safety_target(
@@ -136,12 +151,15 @@ def routing_loss(
     references: dict[int, torch.Tensor] | None,
     online_cost: dict[int, torch.Tensor] | None,
     epsilon: float,
+    count: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over MoE layers of the mean over the tokens of `token_mask` [B, S] (the real tokens,
     or the safety flow's `safety_flow_mask`) of KL(target ‖ P_φ).
 
     online_cost {layer: C [E]} gives the safety flow; None gives the general flow (target P_ref).
     references {layer: P_ref [T, E]} from a base forward, or None for the frozen-router reference.
+    count: what each layer's summed KL is divided by instead of the batch's tokens (as in
+    `sft_loss`).
     """
     counted = token_mask.reshape(-1).bool()
     per_layer = []
@@ -157,7 +175,8 @@ def routing_loss(
             if online_cost is None
             else safety_target(reference, online_cost[layer.index].to(reference.device), epsilon)
         )
-        per_layer.append(kl_divergence(target, tap.routing(layer.index)[counted]).mean())
+        summed = kl_divergence(target, tap.routing(layer.index)[counted]).sum()
+        per_layer.append(summed / (counted.sum() if count is None else count))
     return torch.stack(per_layer).mean()
 
 

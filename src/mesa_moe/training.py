@@ -46,6 +46,7 @@ from .losses import (
     RouterTap,
     check_safety_flow_tokens,
     online_costs,
+    response_tokens,
     routing_loss,
     safety_flow_mask,
     sft_loss,
@@ -349,6 +350,15 @@ def train(spec: dict) -> dict:
         batch = collate([encoded[i] for i in rows_[rank::world]], pad_id)
         return {k: v.to(accelerator.device) for k, v in batch.items()}
 
+    def across_processes(values: list, reduction: str) -> torch.Tensor:
+        local = torch.tensor([float(v) for v in values], device=accelerator.device)
+        return accelerator.reduce(local, reduction) if world > 1 else local
+
+    def share_of_global(local_tokens: torch.Tensor) -> torch.Tensor | None:
+        """What a process divides its summed loss by: the global token count over the number of
+        processes (DDP averages their gradients); None, one process: its own count."""
+        return across_processes([local_tokens], "sum")[0] / world if world > 1 else None
+
     # Drops are a function of (seed, step, process), so a resumed run drops what it would have
     # dropped (unlike the batches, they change with the number of processes).
     drops = torch.Generator(device=accelerator.device)
@@ -386,7 +396,12 @@ def train(spec: dict) -> dict:
                         else None
                     )
                     ot_gen = routing_loss(
-                        tap, gen_batch["attention_mask"], refs, None, cfg["epsilon"]
+                        tap,
+                        gen_batch["attention_mask"],
+                        refs,
+                        None,
+                        cfg["epsilon"],
+                        share_of_global(gen_batch["attention_mask"].sum()),
                     )
                     accelerator.backward(cfg["gamma"] * ot_gen)
                 terms["ot_gen"] = ot_gen.item()
@@ -395,7 +410,11 @@ def train(spec: dict) -> dict:
                 output = model(
                     input_ids=safe_batch["input_ids"], attention_mask=safe_batch["attention_mask"]
                 )
-                loss = sft_loss(output.logits, safe_batch["labels"])
+                loss = sft_loss(
+                    output.logits,
+                    safe_batch["labels"],
+                    share_of_global(response_tokens(safe_batch["labels"])),
+                )
                 terms["sft"] = loss.item()
                 if method.ot_loss:
                     refs = (
@@ -408,7 +427,9 @@ def train(spec: dict) -> dict:
                         safe_batch["labels"],
                         cfg["safety_flow_tokens"],
                     )
-                    ot_safe = routing_loss(tap, tokens, refs, costs, cfg["epsilon"])
+                    ot_safe = routing_loss(
+                        tap, tokens, refs, costs, cfg["epsilon"], share_of_global(tokens.sum())
+                    )
                     terms["ot_safe"] = ot_safe.item()
                     loss = loss + cfg["gamma"] * ot_safe
             accelerator.backward(loss)
@@ -417,6 +438,8 @@ def train(spec: dict) -> dict:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if world > 1:  # each process holds its share of the global means: their mean
+                terms = dict(zip(terms, across_processes(list(terms.values()), "mean").tolist()))
             total = terms["sft"] + cfg["gamma"] * (terms["ot_safe"] + terms["ot_gen"])
             rows.append(
                 {
@@ -425,7 +448,7 @@ def train(spec: dict) -> dict:
                     **terms,
                     # group 0: training.lr, never the router group
                     "lr": scheduler.get_last_lr()[0],
-                    "tokens": int(safe_batch["attention_mask"].sum()) * world,
+                    "tokens": int(across_processes([safe_batch["attention_mask"].sum()], "sum")),
                     "seconds": time.time() - clock,
                 }
             )
