@@ -2,10 +2,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from mesa_moe.adapters import load_model
 from mesa_moe.config import ConfigError, validate_config
+from mesa_moe.data import chat_ids
 from mesa_moe.generation import generate, make_generator
 
 
@@ -43,3 +45,20 @@ def test_backend_in_the_config_schema():
     config["evaluation"]["backend"] = "tgi"
     with pytest.raises(ConfigError, match="evaluation.backend"):
         validate_config(config)
+
+
+def test_generation_stops_on_every_stop_token_of_the_generation_config(tiny):
+    """A model's generation config may list several stop tokens (Qwen3: <|im_end|> and
+    <|endoftext|>); the tokenizer's eos must not replace them."""
+    model, tokenizer = tiny
+    prompt = ["What is 2 + 3?"]
+    with torch.no_grad():  # the greedy answer's first token
+        first = int(model(torch.tensor([chat_ids(tokenizer, prompt[0])[0]])).logits[0, -1].argmax())
+    free = generate(model, tokenizer, prompt, 12, 1)[0]
+    assert first != tokenizer.eos_token_id and free != tokenizer.decode([first]).strip()
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, first]
+    try:
+        stopped = generate(model, tokenizer, prompt, 12, 1)[0]
+    finally:
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    assert stopped == tokenizer.decode([first]).strip()

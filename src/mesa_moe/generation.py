@@ -56,7 +56,7 @@ def generate(
                 attention_mask=batch["attention_mask"].to(device),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stop_token_ids(model, tokenizer),
                 pad_token_id=pad_id,
             )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
@@ -65,6 +65,18 @@ def generate(
     finally:
         model.train(was_training)
     return answers
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokenizer's eos, then every stop token of the model's generation config: passed alone,
+    the tokenizer's eos would replace the config's list (Qwen3 stops on <|im_end|> and
+    <|endoftext|>)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = []
+    elif isinstance(configured, int):
+        configured = [configured]
+    return list(dict.fromkeys([tokenizer.eos_token_id, *configured]))
 
 
 BACKENDS = ("hf", "vllm")
