@@ -8,10 +8,18 @@ import torch
 
 import mesa_moe.organism.benchmarks as organism_benchmarks
 from mesa_moe.adapters import adapter_for, load_model
+from mesa_moe.artifacts import read_jsonl
+from mesa_moe.evaluation import runner
 from mesa_moe.evaluation.attacks import masked_experts, safety_sparsity, top_safety_experts
 from mesa_moe.evaluation.benchmarks import get_benchmark
 from mesa_moe.evaluation.judges import JUDGE_OUTCOMES, ClassifierJudge, RefusalJudge, make_judge
-from mesa_moe.evaluation.runner import evaluate_model, rescore, score_generations
+from mesa_moe.evaluation.runner import (
+    evaluate_model,
+    evaluation_paths,
+    rescore,
+    score_generations,
+)
+from mesa_moe.generation import generate
 from mesa_moe.organism.grammar import classify_answer
 from mesa_moe.reporting import summary_markdown, summary_table
 
@@ -167,7 +175,20 @@ def last_number(text):
     return int(numbers[-1]) if numbers else None
 
 
-def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_dir, tmp_path):
+EVAL_SETTINGS = {
+    "limit": None,
+    "batch_size": 4,
+    "seed": 0,
+    "max_length": 48,
+    "attack_m": [0, 1],
+    "judge": {"name": "refusal"},
+    "sandbox": SANDBOX,
+}
+
+
+def evaluate_tiny(tiny_model_dir, tmp_path, benchmarks=None, **settings) -> dict:
+    """evaluate_model on the tiny model: every organism benchmark (5 arithmetic rows each) or
+    `benchmarks`, D_stat from the tiny model's data, outputs in tmp_path/eval."""
     files = {}
     for name, stem in organism_benchmarks.FILES.items():
         path = tmp_path / f"{stem}.jsonl"
@@ -184,29 +205,23 @@ def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_di
         for line in (tiny_model_dir / f"d_{source}.jsonl").read_text().splitlines()[:6]
     ]
     (tmp_path / "d_stat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stat))
-    settings = {
-        "limit": None,
-        "batch_size": 4,
-        "seed": 0,
-        "max_length": 48,
-        "attack_m": [0, 1],
-        "judge": {"name": "refusal"},
-        "sandbox": SANDBOX,
+    out = tmp_path / "eval"
+    return evaluate_model(
+        {"source": str(tiny_model_dir / "model")},
+        benchmarks or list(files),
+        files,
+        EVAL_SETTINGS | settings,
+        str(tmp_path / "d_stat.jsonl"),
+        *evaluation_paths(out),
+    )
+
+
+def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_dir, tmp_path):
+    metrics = evaluate_tiny(tiny_model_dir, tmp_path)
+    files = {
+        name: str(tmp_path / f"{stem}.jsonl") for name, stem in organism_benchmarks.FILES.items()
     }
     out = tmp_path / "eval"
-    model = {"source": str(tiny_model_dir / "model")}
-    metrics = evaluate_model(
-        model,
-        list(files),
-        files,
-        settings,
-        str(tmp_path / "d_stat.jsonl"),
-        str(out / "metrics.json"),
-        str(out / "generations"),
-        str(out / "activations.parquet"),
-        str(out / "sparsity.parquet"),
-        str(out / "provenance.json"),
-    )
     stored = json.loads((out / "metrics.json").read_text())
     assert stored == json.loads(json.dumps(metrics))
     assert set(stored["organism_routing_attack"]["scores"]) == {"asr_m0", "asr_m1"}
@@ -253,6 +268,32 @@ def test_metrics_recomputed_from_generations_equal_the_stored_ones(tiny_model_di
         assert set(stored[name]["degenerate"]) == set(stored[name]["scores"]), name
     assert stored["organism_direct"]["judge"]["name"] == "grammar"
     assert set(pd.read_parquet(out / "sparsity.parquet").layer) == {0, 2}
+
+
+def test_the_routing_attack_decodes_every_m_with_transformers(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """With evaluation.backend vllm the unattacked benchmarks go to the engine, but the routing
+    attack's m = 0 must decode as its m > 0 do: ASR vs m would otherwise compare two engines."""
+    engine_prompts = []
+
+    def engine(backend, model, tokenizer, spec, batch_size):
+        assert backend == "vllm"
+
+        def answer(prompts, max_new_tokens):
+            engine_prompts.extend(prompts)
+            return ["I can't help with that."] * len(prompts)
+
+        return answer
+
+    monkeypatch.setattr(runner, "make_generator", engine)
+    attacked, direct = "organism_routing_attack", "organism_direct"
+    evaluate_tiny(tiny_model_dir, tmp_path, [attacked, direct], backend="vllm")
+    generations = tmp_path / "eval" / "generations"
+    attack_rows = read_jsonl(generations / f"{attacked}.jsonl")
+    assert len(engine_prompts) == len(read_jsonl(generations / f"{direct}.jsonl")) == 5
+    m0 = [row["response"] for row in attack_rows if row["attack_m"] == 0]
+    assert m0 == generate(*load_model(str(tiny_model_dir / "model")), engine_prompts, 40, 4)
 
 
 def test_grammar_scores_count_refusals_compliances_and_degenerate_answers():

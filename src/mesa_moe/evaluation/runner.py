@@ -212,10 +212,13 @@ def evaluate_model(
         rows = []
         for m in settings["attack_m"] if benchmark.attack == "routing" else [0]:
             prompts = [r["message"] for r in records]
-            if m == 0:
+            if benchmark.attack != "routing":
                 responses = answer(prompts, benchmark.max_new_tokens)
             else:
-                with masked_experts(adapter, top_safety_experts(activations, m)):
+                # every m, 0 included, decodes with transformers: the mask hooks its model, and
+                # with vLLM for m = 0 the ASR-vs-m curve would compare two engines
+                masked = top_safety_experts(activations, m) if m else {}
+                with masked_experts(adapter, masked):
                     responses = generate(
                         model,
                         tokenizer,
