@@ -18,7 +18,7 @@ from mesa_moe.methods import BASE, METHODS
 from mesa_moe.organism import DEFAULTS as ORGANISM_DEFAULTS
 from mesa_moe.organism.benchmarks import FILES as ORGANISM_FILES
 from mesa_moe.runs import format_run, parse_run, with_seed
-from mesa_moe.training import OPTIONAL_SETTINGS, RUN_FILES
+from mesa_moe.training import OPTIONAL_SETTINGS, RUN_FILES, check_launcher_args
 from mesa_moe.tuning import trial_runs
 
 validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
@@ -147,6 +147,10 @@ else:
             check_expert_dropout(ARCHITECTURE["model_type"], "training.expert_dropout")
         except ValueError as error:
             raise ConfigError(str(error)) from None
+try:
+    check_launcher_args(TRAINING["launcher_args"])
+except ValueError as error:
+    raise ConfigError(str(error)) from None
 for key, values in (
     ("selection.w", SELECTION["w"]),
     ("tuning.space.w", TUNING["space"].get("w", [])),

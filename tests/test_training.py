@@ -17,7 +17,7 @@ from mesa_moe.data import DataError
 from mesa_moe.losses import RouterTap, kl_divergence, routing_loss, safety_target
 from mesa_moe.methods import METHODS
 from mesa_moe.trainable import SelectionError, make_trainable
-from mesa_moe.training import save_trained, train
+from mesa_moe.training import check_launcher_args, launch, save_trained, train
 
 SELECTED = {0: [1, 4], 2: [1, 4]}
 
@@ -225,6 +225,15 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(tr
     np.testing.assert_array_equal(logs["two"].tokens, logs["one"].tokens)
     for column in ("sft", "ot_safe", "ot_gen"):
         np.testing.assert_allclose(logs["two"][column], logs["one"][column], rtol=1e-5)
+
+
+def test_sharded_training_is_refused_before_anything_runs(train_spec, tmp_path):
+    spec = train_spec("mesa") | {"out_dir": str(tmp_path / "run")}
+    for args in ("--use_fsdp", "--use_deepspeed --zero_stage 3", "--fsdp_offload_params=true"):
+        with pytest.raises(ValueError, match="training.launcher_args: .* asks for sharded"):
+            launch(spec, 2, args)
+    assert not (tmp_path / "run").exists()
+    assert check_launcher_args("--main_process_port 29501") == ["--main_process_port", "29501"]
 
 
 def test_a_global_batch_that_processes_cannot_share_evenly_is_refused(train_spec, monkeypatch):

@@ -547,26 +547,55 @@ def write_log(rows: list[dict], log_path: Path, curve_path: Path) -> None:
     plot_loss_curve(table, curve_path)
 
 
+# accelerate launch flags that shard the model (FSDP, DeepSpeed ZeRO, Megatron-LM) or set it up
+SHARDING_FLAGS = (
+    "--use_fsdp",
+    "--use_deepspeed",
+    "--use_megatron_lm",
+    "--fsdp_",
+    "--deepspeed",
+    "--zero",
+)
+
+
+def check_launcher_args(launcher_args: str) -> list[str]:
+    """The extra `accelerate launch` flags, split; sharded training is refused by name.
+
+    Every process trains a full replica (DDP) and the first one saves the trained slices and
+    routers from its own replica. Under FSDP or DeepSpeed ZeRO a process holds only its shards,
+    and the float32 masters of the trained slices share flat parameters with bfloat16 frozen
+    weights: nothing here gathers them, and it has never run on GPUs, so it is refused rather
+    than risk a checkpoint of one process's shards."""
+    extra = shlex.split(launcher_args)
+    sharding = [flag for flag in extra if flag.startswith(SHARDING_FLAGS)]
+    if sharding:
+        raise ValueError(
+            f"training.launcher_args: {sharding} asks for sharded training, which is not "
+            "supported: each process trains a full replica (DDP) and the trained experts are "
+            "saved from the first one's (docs/method.md §4.6); use training.gpus alone"
+        )
+    return extra
+
+
 def launch(spec: dict, processes: int = 1, launcher_args: str = "") -> None:
     """Train in this process, or under `accelerate launch` with `processes` processes (GPUs).
 
     The spec is written beside the run (spec.json) so a launched job, or a person, can re-run it.
-    Several processes start through accelerate's torchrun path (`--multi_gpu`), which also runs
-    on CPU-only machines (gloo); `launcher_args` adds flags such as `--use_fsdp`.
+    Several processes start through accelerate's torchrun path (`--multi_gpu`, DDP), which also
+    runs on CPU-only machines (gloo); `launcher_args` adds other accelerate flags (not sharding:
+    `check_launcher_args`).
     """
+    extra = check_launcher_args(launcher_args)
     spec_path = spec_paths(spec)["spec"]
     write_json(spec, spec_path)
     if processes == 1:
         train(spec)
         return
-    extra = shlex.split(launcher_args)
-    # accelerate takes one distribution mode: DDP (--multi_gpu) unless FSDP/DeepSpeed is asked for
-    mode = [] if {"--use_fsdp", "--use_deepspeed"} & set(extra) else ["--multi_gpu"]
     command = [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        *mode,
+        "--multi_gpu",
         "--num_processes",
         str(processes),
         "--num_machines",
