@@ -45,6 +45,26 @@ def test_refusal_judge_on_labelled_examples():
     assert judge.describe()["name"] == "refusal" and "i can't" in judge.describe()["template"]
 
 
+def test_a_classifier_judge_runs_where_and_as_the_evaluated_model_does(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    judge = make_judge(
+        {"name": "classifier", "model": str(tiny_model_dir / "model")}, "cpu", "bfloat16"
+    )
+    assert judge._model.dtype == torch.bfloat16 and judge.describe()["dtype"] == "bfloat16"
+    made = []
+
+    def record(config, device, dtype):
+        made.append((device, dtype))
+        raise RuntimeError("judge made")
+
+    monkeypatch.setattr(runner, "make_judge", record)
+    spec = {"source": "any", "device": "cuda:1", "dtype": "bfloat16"}
+    with pytest.raises(RuntimeError, match="judge made"):
+        evaluate_model(spec, [], {}, EVAL_SETTINGS, "stat.jsonl", *evaluation_paths(tmp_path))
+    assert made == [("cuda:1", "bfloat16")]
+
+
 @pytest.mark.parametrize(
     "style, unsafe, safe",
     [

@@ -143,6 +143,10 @@ class ClassifierJudge:
     model_path: str
     style: str
     revision: str | None = None
+    # where and in which dtype it runs: the evaluated model's (an 8B judge in float32 on the CPU
+    # of a GPU job would take hours)
+    device: str = "cpu"
+    dtype: str = "float32"
     batch_size: int = 8
     # WildGuard's three answer lines take some 15-20 tokens (its own code allows 128); 12 cut
     # off the "Harmful response" line. The other styles stop at their end-of-sequence token.
@@ -151,14 +155,19 @@ class ClassifierJudge:
     _tokenizer: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if self.style not in STYLES:
             raise ValueError(f"evaluation.judge.style must be one of {STYLES}, got {self.style!r}")
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, revision=self.revision)
-        self._model = AutoModelForCausalLM.from_pretrained(
-            self.model_path, revision=self.revision
-        ).eval()
+        self._model = (
+            AutoModelForCausalLM.from_pretrained(
+                self.model_path, revision=self.revision, dtype=getattr(torch, self.dtype)
+            )
+            .to(self.device)
+            .eval()
+        )
 
     def prompt(self, prompt: str, response: str) -> str:
         if self.style == "llama_guard":
@@ -226,13 +235,14 @@ class ClassifierJudge:
             "name": f"classifier:{self.style}",
             "model": self.model_path,
             "revision": self.revision,
+            "dtype": self.dtype,
             "template": template,
         }
 
 
-def make_judge(config: dict) -> Judge:
+def make_judge(config: dict, device: str = "cpu", dtype: str = "float32") -> Judge:
     """From the config's `evaluation.judge`: {name: refusal} or {name: classifier, model, style,
-    revision}."""
+    revision}; a classifier runs on `device` in `dtype` (the evaluated model's)."""
     if config["name"] == "refusal":
         return RefusalJudge()
     if config["name"] == "classifier":
@@ -241,7 +251,11 @@ def make_judge(config: dict) -> Judge:
                 "evaluation.judge.model: a classifier judge needs a local model folder or hub id"
             )
         return ClassifierJudge(
-            config["model"], config.get("style", "llama_guard"), config.get("revision")
+            config["model"],
+            config.get("style", "llama_guard"),
+            config.get("revision"),
+            device,
+            dtype,
         )
     raise ValueError(
         f"evaluation.judge.name must be 'refusal' or 'classifier', got {config['name']!r}"

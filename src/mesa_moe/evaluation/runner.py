@@ -185,7 +185,12 @@ def evaluate_model(
     settings: limit, batch_size, seed, max_length, attack_m, judge {...}, sandbox {...}, backend
     (hf | vllm; the routing attack always decodes with hf).
     """
-    judge = make_judge(settings["judge"])  # a classifier judge loads before any generation
+    # a classifier judge loads before any generation, beside the evaluated model
+    judge = make_judge(
+        settings["judge"],
+        model_spec.get("device") or "cpu",
+        model_spec.get("dtype") or "float32",
+    )
     model, tokenizer = load_from_spec(model_spec)
     chat = model_spec.get("chat_template_kwargs")
     answer = make_generator(
