@@ -1,14 +1,16 @@
 """Batched greedy generation with the chat template: the one decoding routine of every benchmark.
 
 Prompts are sorted by length before batching (less padding), left-padded (so every row's last
-column is its generation prompt) and decoded greedily until the tokenizer's eos (<|im_end|> for
-ChatML models) or `max_new_tokens`. Greedy decoding with an attention mask gives each prompt the
-same answer whatever batch it lands in (checked in tests/test_organism.py).
+column is its generation prompt) and decoded greedily until a stop token (`stop_token_ids`) or
+`max_new_tokens`. In float32 on the CPU, greedy decoding with an attention mask gives each prompt
+the same answer whatever batch it lands in (checked in tests/test_organism.py); bfloat16 GPU
+kernels are not batch-invariant, so there a near-tie between two tokens may resolve differently
+with another batch size or prompt order.
 
-`evaluation.backend: vllm` hands the unattacked benchmark prompts of a real model to vLLM
-instead (an optional dependency, imported only when chosen): greedy, the same chat template, the
-model folder loaded by vLLM itself. Expert masking (the routing attack) hooks the HF model, so
-attacked prompts always decode with `generate`.
+`evaluation.backend: vllm` hands the benchmark prompts of a real model to vLLM instead (an
+optional dependency, imported only when chosen): greedy, the same chat template, the model
+folder loaded by vLLM itself. Expert masking (the routing attack) hooks the HF model, so the
+routing attack's prompts always decode with `generate`, at every m.
 """
 
 from __future__ import annotations
