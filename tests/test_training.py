@@ -236,6 +236,17 @@ def test_sharded_training_is_refused_before_anything_runs(train_spec, tmp_path):
     assert check_launcher_args("--main_process_port 29501") == ["--main_process_port", "29501"]
 
 
+def test_training_under_a_sharded_accelerate_setup_is_refused(train_spec, monkeypatch):
+    """An accelerate config file can ask for FSDP without any flag: train itself refuses it."""
+    from accelerate.utils import DistributedType
+
+    monkeypatch.setattr(
+        "accelerate.Accelerator.distributed_type", property(lambda self: DistributedType.FSDP)
+    )
+    with pytest.raises(ValueError, match="training runs under FSDP: sharded training"):
+        train(train_spec("mesa", steps=1))
+
+
 def test_a_global_batch_that_processes_cannot_share_evenly_is_refused(train_spec, monkeypatch):
     monkeypatch.setattr("accelerate.Accelerator.num_processes", property(lambda self: 2))
     with pytest.raises(ValueError, match="training.batch_size=3 is the global batch"):

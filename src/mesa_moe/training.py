@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
@@ -252,6 +252,11 @@ def train(spec: dict) -> dict:
         cpu=not torch.cuda.is_available(),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    if accelerator.distributed_type in SHARDED:  # e.g. from an accelerate config file
+        raise ValueError(
+            f"training runs under {accelerator.distributed_type.value}: sharded training is not "
+            "supported (check_launcher_args); launch with --multi_gpu (DDP) or one process"
+        )
     set_seed(spec["seed"])
 
     safe = load_pairs(spec["data"]["safe"], "data.safe", spec["seed"])
@@ -547,7 +552,9 @@ def write_log(rows: list[dict], log_path: Path, curve_path: Path) -> None:
     plot_loss_curve(table, curve_path)
 
 
-# accelerate launch flags that shard the model (FSDP, DeepSpeed ZeRO, Megatron-LM) or set it up
+# accelerate's modes that shard the model over the processes, and the launch flags that ask for
+# them (or set them up)
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 SHARDING_FLAGS = (
     "--use_fsdp",
     "--use_deepspeed",
